@@ -1,0 +1,154 @@
+"""The compact processed cache: one `.npz` of packed per-atom and per-bond arrays.
+
+Loading imports neither rdkit nor qm9pack, so the cache can be carried to a machine that has
+neither. The file name holds a hash of everything that shapes its contents (format version,
+source and its version, feature set), so a change builds a new file next to the old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mpnn.targets import TARGET_NAMES
+
+FORMAT_VERSION = 1
+FEATURE_SET = "gilmer2017:type,z,acceptor,donor,aromatic,hybridization,num_h;bonds:single,double,triple,aromatic"
+_ARRAYS = (
+    "index",
+    "num_atoms",
+    "z",
+    "pos",
+    "acceptor",
+    "donor",
+    "aromatic",
+    "hybridization",
+    "num_h",
+    "bonds",
+    "bond_count",
+    "path",
+    "targets",
+)
+
+
+@dataclass
+class PackedQM9:
+    """All molecules, atoms and bonds concatenated; what the cache file holds."""
+
+    index: np.ndarray  # (M,) QM9 molecule index
+    num_atoms: np.ndarray  # (M,) uint8
+    z: np.ndarray  # (A,) uint8
+    pos: np.ndarray  # (A, 3) float32, Angstrom
+    acceptor: np.ndarray  # (A,) uint8
+    donor: np.ndarray
+    aromatic: np.ndarray
+    hybridization: np.ndarray
+    num_h: np.ndarray
+    bonds: np.ndarray  # (B, 3) uint8: molecule-local i < j, bond type code 1..4
+    bond_count: np.ndarray  # (M,) uint8
+    path: np.ndarray  # (M,) uint8 featurization path, see mpnn.data.featurize.PATHS
+    targets: np.ndarray  # (M, T) float64, columns TARGET_NAMES, physical units
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def cache_key(source_version: str) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "source": "qm9pack",
+        "source_version": source_version,
+        "features": FEATURE_SET,
+        "targets": list(TARGET_NAMES),
+    }
+
+
+def cache_path(root: str | Path, key: dict) -> Path:
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(root) / f"qm9_v{key['format_version']}_{digest}.npz"
+
+
+def save(packed: PackedQM9, path: Path, key: dict, counts: dict[str, int]) -> None:
+    """Write atomically (temporary file + rename) so an interrupted build leaves no half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **{name: getattr(packed, name) for name in _ARRAYS})
+    os.replace(tmp, path)
+    meta = {"key": key, "molecules": len(packed), "atoms": int(len(packed.z)), "paths": counts}
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def load(path: Path) -> PackedQM9:
+    try:
+        with np.load(path) as archive:
+            arrays = {name: archive[name] for name in _ARRAYS}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
+        raise RuntimeError(
+            f"processed QM9 cache {path} is unreadable ({type(error).__name__}: {error}). "
+            f"Move it away and rebuild with `python scripts/prepare_data.py data.root={path.parent}`."
+        ) from None
+    packed = PackedQM9(**arrays)
+    if packed.num_atoms.sum() != len(packed.z) or packed.targets.shape != (len(packed), len(TARGET_NAMES)):
+        raise RuntimeError(f"processed QM9 cache {path} is inconsistent; move it away and rebuild it")
+    return packed
+
+
+def build(limit: int | None = None, workers: int | None = None, progress: bool = True) -> tuple[PackedQM9, dict]:
+    """Read qm9pack and featurize with RDKit (the only place those two are imported)."""
+    from mpnn.data.featurize import featurize, path_counts
+    from mpnn.data.source import read_qm9
+
+    raw = read_qm9(limit)
+    features = featurize(raw, workers=workers, progress=progress)
+    packed = PackedQM9(
+        index=raw.index.astype(np.int32),
+        num_atoms=np.diff(raw.atom_ptr).astype(np.uint8),
+        z=raw.z,
+        pos=raw.pos,
+        acceptor=features.acceptor,
+        donor=features.donor,
+        aromatic=features.aromatic,
+        hybridization=features.hybridization,
+        num_h=features.num_h,
+        bonds=features.bonds,
+        bond_count=features.bond_count.astype(np.uint8),
+        path=features.path,
+        targets=raw.targets,
+    )
+    return packed, path_counts(features)
+
+
+def load_or_build(root: str | Path, progress: bool = True) -> tuple[PackedQM9, Path]:
+    """Return the cached dataset under `root`, building it first if it does not exist yet."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        source_version = version("qm9pack")
+    except PackageNotFoundError:
+        source_version = _existing_source_version(Path(root))
+    key = cache_key(source_version)
+    path = cache_path(root, key)
+    if path.exists():
+        return load(path), path
+    packed, counts = build(progress=progress)
+    print(f"featurized {len(packed)} molecules; bond paths: {counts}")
+    save(packed, path, key, counts)
+    return packed, path
+
+
+def _existing_source_version(root: Path) -> str:
+    """Without qm9pack installed (a GPU box), accept the cache built from any qm9pack version."""
+    for meta in sorted(root.glob(f"qm9_v{FORMAT_VERSION}_*.json")):
+        key = json.loads(meta.read_text())["key"]
+        if key == cache_key(key["source_version"]):
+            return key["source_version"]
+    raise RuntimeError(
+        f"no processed QM9 cache in {root} and qm9pack is not installed: "
+        "install it (`pip install qm9pack==1.0.3`) or copy a cache built elsewhere into data.root"
+    )

@@ -1,0 +1,21 @@
+"""Update functions U(h_v, m_v): the GRU of GG-NN, weights tied over the T steps."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class GRUUpdate(nn.Module):
+    """h_v <- GRU(h_v, m_v), applied to every atom slot with one GRUCell call.
+
+    A GRUCell on (B*n, d) replaces the length-1 cuDNN sequence call of the PyG example.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.cell = nn.GRUCell(dim, dim)
+
+    def forward(self, h: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        shape = h.shape
+        return self.cell(m.reshape(-1, shape[-1]), h.reshape(-1, shape[-1])).view(shape)
