@@ -26,7 +26,9 @@ class EdgeFeaturizer:
         if kind not in EDGE_KINDS:
             raise ValueError(f"unknown data.edges={kind!r}; valid: {', '.join(EDGE_KINDS)}")
         if virtual_edges and kind != "chemical_graph":
-            raise ValueError("data.virtual_edges=true applies to data.edges=chemical_graph only (the others are complete graphs)")
+            raise ValueError(
+                "data.virtual_edges=true applies to data.edges=chemical_graph only (the others are complete graphs)"
+            )
         self.kind = kind
         self.virtual_edges = virtual_edges
 

@@ -19,7 +19,10 @@ from torch import nn
 
 from mpnn.data.batch import MoleculeBatch
 from mpnn.models.message import Message
+from mpnn.models.readout import GatedSumReadout, Set2SetReadout
 from mpnn.models.scaler import TargetScaler
+
+READOUTS = {"set2set": Set2SetReadout, "gated_sum": GatedSumReadout}
 
 
 class MasterNode(nn.Module):
@@ -50,7 +53,8 @@ class MPNN(nn.Module):
         num_edge_types: int,
         message: Callable[..., Message],
         update: Callable[..., nn.Module],
-        readout: Callable[..., nn.Module],
+        readout: str | Callable[..., nn.Module] = "set2set",
+        readout_steps: int = 3,
         hidden_dim: int = 64,
         steps: int = 3,
         towers: int = 1,
@@ -70,12 +74,21 @@ class MPNN(nn.Module):
         self.updates = nn.ModuleList(update(dim=part) for _ in range(towers))
         self.mix = nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.ReLU()) if towers > 1 else None
         self.master = MasterNode(hidden_dim, master_dim or hidden_dim) if master_node else None
-        self.readout = readout(in_dim=hidden_dim + node_features)
+        self.readout = self._readout(readout, hidden_dim + node_features, readout_steps)
         self.head = nn.Sequential(nn.Linear(self.readout.out_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 1))
         # Start at the normalised target mean (0) with a small spread, so the initial loss is ~1.
         nn.init.zeros_(self.head[-1].bias)
         self.head[-1].weight.data.mul_(0.1)
         self.scaler = TargetScaler()
+
+    @staticmethod
+    def _readout(readout: str | Callable[..., nn.Module], in_dim: int, steps: int) -> nn.Module:
+        """A readout by name (`model.readout=gated_sum`) or any factory taking `in_dim`."""
+        if callable(readout):
+            return readout(in_dim=in_dim)
+        if readout not in READOUTS:
+            raise ValueError(f"unknown model.readout={readout!r}; valid: {', '.join(READOUTS)}")
+        return Set2SetReadout(in_dim, steps) if readout == "set2set" else GatedSumReadout(in_dim)
 
     def forward(self, batch: MoleculeBatch) -> torch.Tensor:
         """Prediction of the normalised target, shape (B,)."""

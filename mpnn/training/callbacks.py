@@ -1,0 +1,106 @@
+"""Callbacks: training throughput, and prediction dynamics on a fixed validation batch."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from mpnn.training.plots import draw_prediction_dynamics
+
+
+def _synchronize(module: L.LightningModule) -> None:
+    if module.device.type == "cuda":
+        torch.cuda.synchronize(module.device)
+
+
+class Throughput(L.Callback):
+    """Training molecules per second, timed over the training batches of each epoch.
+
+    Timing stops when validation starts, so it measures training alone. The device is
+    synchronised only at the two ends of the epoch, never per step.
+    """
+
+    def __init__(self):
+        self.epoch_rates: list[float] = []
+        self._start = 0.0
+        self._molecules = 0
+        self._open = False
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        _synchronize(module)
+        self._start, self._molecules, self._open = time.perf_counter(), 0, True
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self._molecules += batch.num_molecules
+
+    def _close(self, trainer, module) -> None:
+        if not self._open or self._molecules == 0:
+            return
+        _synchronize(module)
+        self._open = False
+        rate = self._molecules * trainer.world_size / (time.perf_counter() - self._start)
+        self.epoch_rates.append(rate)
+        module.log("train/molecules_per_s", rate, on_epoch=True, on_step=False)
+
+    def on_validation_start(self, trainer, module) -> None:
+        if trainer.training:
+            self._close(trainer, module)
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        self._close(trainer, module)
+
+    @property
+    def molecules_per_s(self) -> float:
+        """Median over epochs after the first (which pays for warm-up), or the first if alone."""
+        rates = self.epoch_rates[1:] or self.epoch_rates
+        return float(np.median(rates)) if rates else float("nan")
+
+
+class MetricHistory(L.Callback):
+    """Validation MAE and training loss per epoch, for the learning-curve figure."""
+
+    def __init__(self):
+        self.val_mae: list[float] = []
+        self.train_loss: list[float] = []
+
+    def on_validation_epoch_end(self, trainer, module) -> None:
+        if not trainer.sanity_checking and "val/mae" in trainer.callback_metrics:
+            self.val_mae.append(float(trainer.callback_metrics["val/mae"]))
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        if "train/loss" in trainer.callback_metrics:
+            self.train_loss.append(float(trainer.callback_metrics["train/loss"]))
+
+
+class PredictionDynamics(L.Callback):
+    """Records predictions on a fixed validation batch each epoch and draws them over epochs."""
+
+    def __init__(self, num_molecules: int = 64, filename: str = "prediction_dynamics.png"):
+        self.num_molecules = num_molecules
+        self.filename = filename
+        self.history: list[np.ndarray] = []
+        self.truth: np.ndarray | None = None
+
+    def on_validation_epoch_end(self, trainer, module) -> None:
+        if trainer.sanity_checking:
+            return
+        datamodule = trainer.datamodule
+        batch = datamodule.batch(datamodule.split.val[: self.num_molecules], module.device)
+        was_training = module.training
+        module.eval()
+        self.history.append(module.model.predict(batch).cpu().numpy())
+        module.train(was_training)
+        self.truth = batch.y.cpu().numpy()
+
+    def on_fit_end(self, trainer, module) -> None:
+        if not self.history or not trainer.is_global_zero:
+            return
+        path = Path(trainer.default_root_dir) / self.filename
+        draw_prediction_dynamics(self.truth, np.stack(self.history), module.target, path)
+        for logger in trainer.loggers:
+            if isinstance(logger, L.pytorch.loggers.WandbLogger):
+                logger.log_image("prediction_dynamics", [str(path)])

@@ -1,0 +1,116 @@
+"""One training run from a composed Hydra config: fit, test on the best checkpoint, report."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mpnn.data.datamodule import QM9DataModule
+from mpnn.models.mpnn import MPNN
+from mpnn.targets import get_target
+from mpnn.training.callbacks import MetricHistory, Throughput
+from mpnn.training.module import MPNNModule
+from mpnn.training.plots import draw_learning_curve, draw_parity
+
+
+def build(cfg: DictConfig) -> tuple[QM9DataModule, MPNNModule]:
+    """Data module (set up) and Lightning module (scaler fitted on the training split)."""
+    get_target(cfg.target)  # fail early, with the list of valid targets
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision(cfg.matmul_precision)
+    datamodule: QM9DataModule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup()
+    model: MPNN = instantiate(cfg.model, **datamodule.model_inputs())
+    model.scaler.fit(*datamodule.target_statistics())
+    module = MPNNModule(model, cfg.target, **cfg.optim)
+    return datamodule, module
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict:
+    results_path = run_dir / "results.json"
+    if results_path.exists():
+        raise FileExistsError(
+            f"{results_path} exists: this run directory holds a finished run; choose another hydra.run.dir"
+        )
+    start = time.perf_counter()
+    datamodule, module = build(cfg)
+    (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    loggers = [instantiate(c) for c in cfg.logger.values()] if cfg.get("logger") else []
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()] if cfg.get("callbacks") else []
+    throughput = next((c for c in callbacks if isinstance(c, Throughput)), None)
+    history = next((c for c in callbacks if isinstance(c, MetricHistory)), None)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, logger=loggers or False, callbacks=callbacks, default_root_dir=str(run_dir)
+    )
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer.fit(module, datamodule=datamodule)
+
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    best_val = (
+        checkpoint.best_model_score if checkpoint is not None and best else trainer.callback_metrics.get("val/mae")
+    )
+    ckpt_path = best or None
+    test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]
+    predictions = trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt_path)
+
+    target = get_target(cfg.target)
+    index = torch.cat([p["index"] for p in predictions]).cpu().numpy()
+    predicted = torch.cat([p["prediction"] for p in predictions]).cpu().numpy()
+    truth = torch.cat([p["target"] for p in predictions]).cpu().numpy()
+    np.savez(run_dir / "test_predictions.npz", index=index, prediction=predicted, target=truth)
+    test_mae = float(test_metrics["test/mae"])
+    results = {
+        "target": target.name,
+        "unit": target.unit,
+        "chemical_accuracy": target.chemical_accuracy,
+        "test_mae": test_mae,
+        "test_error_ratio": float(test_metrics["test/error_ratio"]),
+        "best_val_mae": float(best_val) if best_val is not None else math.nan,
+        "paper_enn_s2s_mae": target.paper_enn_s2s_mae,
+        "epochs": trainer.current_epoch,
+        "global_steps": trainer.global_step,
+        "train_molecules_per_s": throughput.molecules_per_s if throughput else math.nan,
+        "wall_s": time.perf_counter() - start,
+        "best_checkpoint": best,
+        "molecules": {
+            "train": len(datamodule.split.train),
+            "val": len(datamodule.split.val),
+            "test": len(datamodule.split.test),
+        },
+        "edges": datamodule.edge_featurizer.kind,
+        "explicit_h": datamodule.explicit_h,
+        "parameters": sum(p.numel() for p in module.model.parameters()),
+        "seed": cfg.seed,
+        "split_file": str(datamodule.split_file),
+        "device": str(module.device),
+    }
+    draw_parity(truth, predicted, target, run_dir / "parity_test.png")
+    curve = run_dir / "learning_curve.png"
+    draw_learning_curve(history.val_mae if history else [], target, curve)
+    _report_to_wandb(trainer, results, [run_dir / "parity_test.png", curve])
+    results_path.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def _report_to_wandb(trainer: L.Trainer, results: dict, images: list[Path]) -> None:
+    for logger in trainer.loggers:
+        if isinstance(logger, L.pytorch.loggers.WandbLogger):
+            import wandb
+
+            run = logger.experiment
+            run.summary.update({f"results/{k}": v for k, v in results.items() if isinstance(v, (int, float))})
+            run.summary.update({"test/mae": results["test_mae"], "test/error_ratio": results["test_error_ratio"]})
+            run.log({path.stem: wandb.Image(str(path)) for path in images if path.exists()})
+            run.finish()
