@@ -103,11 +103,16 @@ class QM9DataModule(L.LightningDataModule):
         n = self.dataset.n_max if self.static_shapes else int(self.dataset.num_atoms[index].max())
         return index, n
 
-    def _loader(self, indices: np.ndarray, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(_Indices(indices), batch_size=batch_size, shuffle=shuffle, collate_fn=self._collate)
+    def _loader(self, indices: np.ndarray, batch_size: int, shuffle: bool, drop_last: bool = False) -> DataLoader:
+        return DataLoader(
+            _Indices(indices), batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, collate_fn=self._collate
+        )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.split.train, self.batch_size, shuffle=True)
+        # With static shapes, also a static batch size: the last partial batch is dropped
+        # (a different random 0..batch_size-1 molecules each epoch).
+        drop_last = self.static_shapes and len(self.split.train) > self.batch_size
+        return self._loader(self.split.train, self.batch_size, shuffle=True, drop_last=drop_last)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.split.val, self.eval_batch_size, shuffle=False)
