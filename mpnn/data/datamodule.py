@@ -1,7 +1,8 @@
 """QM9DataModule: the cached dataset resident on the training device, batched by index there.
 
 Loaders yield only molecule indices (plus the batch's largest molecule size, read on the CPU);
-`on_after_batch_transfer` gathers the padded tensors on the device and builds the edges.
+`on_after_batch_transfer` gathers the padded tensors on the device. The edge representation
+(`edges=...`) is an EdgeFeaturizer handed to the model, which builds edges on the device.
 """
 
 from __future__ import annotations
@@ -90,13 +91,9 @@ class QM9DataModule(L.LightningDataModule):
     def num_node_features(self) -> int:
         return self.dataset.num_node_features if self.dataset is not None else 13
 
-    def model_inputs(self) -> dict[str, int]:
-        """What a model needs to know about the data to be built."""
-        return {
-            "node_features": self.num_node_features,
-            "edge_dim": self.edge_featurizer.edge_dim,
-            "num_edge_types": self.edge_featurizer.num_edge_types,
-        }
+    def model_inputs(self) -> dict:
+        """What a model needs to know about the data to be built: feature count and edge builder."""
+        return {"node_features": self.num_node_features, "edges": self.edge_featurizer}
 
     def _collate(self, indices: np.ndarray) -> tuple[torch.Tensor, int]:
         index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
@@ -131,12 +128,14 @@ class QM9DataModule(L.LightningDataModule):
         return self.test_dataloader()
 
     def batch(self, indices: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> MoleculeBatch:
-        """A featurized batch of the given molecules, for diagnostics and notebooks."""
+        """A batch of the given molecules with its edges, for diagnostics and notebooks."""
         index, n = self._collate(np.asarray(indices))
-        return self.on_after_batch_transfer((index.to(device), n), 0)
-
-    def on_after_batch_transfer(self, batch: tuple[torch.Tensor, int], dataloader_idx: int) -> MoleculeBatch:
-        index, n = batch
-        molecules = self.dataset.gather(index, n)
+        molecules = self.on_after_batch_transfer((index.to(device), n), 0)
         molecules.edges = self.edge_featurizer(molecules)
         return molecules
+
+    def on_after_batch_transfer(self, batch: tuple[torch.Tensor, int], dataloader_idx: int) -> MoleculeBatch:
+        # Edges are built by the model (its `edges` featurizer is this module's), inside the
+        # compiled region when torch.compile is on.
+        index, n = batch
+        return self.dataset.gather(index, n)

@@ -21,8 +21,11 @@ NUM_BOND_TYPES = 4
 DISTANCE_BIN_EDGES = (2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0)  # 10 bins
 
 
-class EdgeFeaturizer:
+class EdgeFeaturizer(torch.nn.Module):
+    """Builds a batch's EdgeInputs; a parameter-free module so a model carries its edge kind."""
+
     def __init__(self, kind: str = "raw_distance", virtual_edges: bool = False):
+        super().__init__()
         if kind not in EDGE_KINDS:
             raise ValueError(f"unknown data.edges={kind!r}; valid: {', '.join(EDGE_KINDS)}")
         if virtual_edges and kind != "chemical_graph":
@@ -31,6 +34,9 @@ class EdgeFeaturizer:
             )
         self.kind = kind
         self.virtual_edges = virtual_edges
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}, virtual_edges={self.virtual_edges}"
 
     @property
     def num_edge_types(self) -> int:
@@ -45,7 +51,7 @@ class EdgeFeaturizer:
     def edge_dim(self) -> int:
         return self.num_edge_types or 1 + NUM_BOND_TYPES
 
-    def __call__(self, batch: MoleculeBatch) -> EdgeInputs:
+    def forward(self, batch: MoleculeBatch) -> EdgeInputs:
         mask = batch.mask
         n = mask.shape[1]
         not_self = ~torch.eye(n, dtype=torch.bool, device=mask.device)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from mpnn.data.batch import MoleculeBatch
+from mpnn.data.edges import EdgeFeaturizer
 from mpnn.models.message import Message
 from mpnn.models.readout import GatedSumReadout, Set2SetReadout
 from mpnn.models.scaler import TargetScaler
@@ -49,8 +50,7 @@ class MPNN(nn.Module):
     def __init__(
         self,
         node_features: int,
-        edge_dim: int,
-        num_edge_types: int,
+        edges: EdgeFeaturizer,
         message: Callable[..., Message],
         update: Callable[..., nn.Module],
         readout: str | Callable[..., nn.Module] = "set2set",
@@ -67,6 +67,8 @@ class MPNN(nn.Module):
         self.steps = steps
         self.towers = towers
         part = hidden_dim // towers
+        self.edges = edges
+        edge_dim, num_edge_types = edges.edge_dim, edges.num_edge_types
         self.embed = nn.Sequential(nn.Linear(node_features, hidden_dim), nn.ReLU())
         self.messages = nn.ModuleList(
             message(dim=part, edge_dim=edge_dim, num_edge_types=num_edge_types) for _ in range(towers)
@@ -92,7 +94,8 @@ class MPNN(nn.Module):
 
     def forward(self, batch: MoleculeBatch) -> torch.Tensor:
         """Prediction of the normalised target, shape (B,)."""
-        x, mask, edges = batch.x, batch.mask, batch.edges
+        x, mask = batch.x, batch.mask
+        edges = batch.edges if batch.edges is not None else self.edges(batch)
         h = self.embed(x) * mask.unsqueeze(-1)
         prepared = [message.prepare(edges) for message in self.messages]
         g = self.master.start(x.shape[0]) if self.master is not None else None
