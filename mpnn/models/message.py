@@ -102,10 +102,9 @@ class EdgeNetworkMessage(BilinearMessage):
     ):
         super().__init__(dim, aggregation, fast)
         self.hidden = _mlp([edge_dim] + [hidden_dim] * layers)
+        # PyTorch's default initialisation: a much smaller one leaves Adam's first steps
+        # (size ~lr) large relative to the weights, and training stalls.
         self.out = nn.Linear(hidden_dim, dim * dim)
-        # Keep the initial messages at the scale of h: A(e) h has variance ~ var(h).
-        nn.init.normal_(self.out.weight, std=1.0 / (dim * hidden_dim**0.5))
-        nn.init.zeros_(self.out.bias)
 
     def coefficients(self, edges: EdgeInputs) -> torch.Tensor:
         hidden = self.hidden(edges.features)
