@@ -59,7 +59,7 @@ class EdgeFeaturizer(torch.nn.Module):
         bonded = batch.bond > 0
         distance = (batch.pos[:, :, None, :] - batch.pos[:, None, :, :]).norm(dim=-1)
         if self.kind == "raw_distance":
-            features = torch.cat([distance.unsqueeze(-1), _one_hot(batch.bond - 1, NUM_BOND_TYPES)], -1)
+            features = torch.cat([distance.unsqueeze(-1), _one_hot(batch.bond - 1, NUM_BOND_TYPES, distance.dtype)], -1)
             return EdgeInputs(pairs, features * pairs.unsqueeze(-1), None)
         if self.kind == "chemical_graph":
             types = torch.where(bonded, batch.bond - 1, NUM_BOND_TYPES)
@@ -69,11 +69,11 @@ class EdgeFeaturizer(torch.nn.Module):
             types = torch.where(bonded, batch.bond - 1, NUM_BOND_TYPES + bins)
             adjacency = pairs
         types = types * adjacency  # padding and non-edges get type 0, masked out by adjacency
-        features = _one_hot(types, self.num_edge_types)
+        features = _one_hot(types, self.num_edge_types, distance.dtype)
         return EdgeInputs(adjacency, features * adjacency.unsqueeze(-1), types)
 
 
-def _one_hot(codes: torch.Tensor, classes: int) -> torch.Tensor:
+def _one_hot(codes: torch.Tensor, classes: int, dtype: torch.dtype) -> torch.Tensor:
     """Float one-hot; codes outside 0..classes-1 give all zeros. Unlike F.one_hot it never
     checks the codes' range, which on a GPU means a synchronisation every batch."""
-    return (codes.unsqueeze(-1) == torch.arange(classes, device=codes.device)).float()
+    return (codes.unsqueeze(-1) == torch.arange(classes, device=codes.device)).to(dtype)

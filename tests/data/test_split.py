@@ -1,0 +1,28 @@
+import numpy as np
+import pytest
+
+from mpnn.data.split import load_or_create_permutation, make_split
+
+
+def test_full_split_sizes_and_disjointness():
+    split = make_split(np.random.default_rng(0).permutation(130_831))
+    assert (len(split.train), len(split.val), len(split.test)) == (110_831, 10_000, 10_000)
+    assert len(set(split.train) | set(split.val) | set(split.test)) == 130_831
+
+
+def test_subset_split_is_proportionate_and_nested():
+    permutation = np.random.default_rng(0).permutation(130_831)
+    small, large = make_split(permutation, 2000), make_split(permutation, 4000)
+    assert (len(small.val), len(small.test), len(small.train)) == (153, 153, 1694)
+    assert set(small.val) | set(small.test) | set(small.train) <= set(large.val) | set(large.test) | set(large.train)
+    with pytest.raises(ValueError, match="data.subset=5 is out of range"):
+        make_split(permutation, 5)
+
+
+def test_permutation_is_saved_and_reused(tmp_path):
+    path = tmp_path / "split.npy"
+    first = load_or_create_permutation(path, 1000, seed=1)
+    again = load_or_create_permutation(path, 1000, seed=99)  # the saved file wins over the seed
+    np.testing.assert_array_equal(first, again)
+    with pytest.raises(RuntimeError, match="does not match the dataset"):
+        load_or_create_permutation(path, 999, seed=1)
