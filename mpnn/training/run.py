@@ -55,6 +55,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     trainer.fit(module, datamodule=datamodule)
+    device = str(trainer.strategy.root_device)
 
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
@@ -94,7 +95,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         "parameters": sum(p.numel() for p in module.model.parameters()),
         "seed": cfg.seed,
         "split_file": str(datamodule.split_file),
-        "device": str(module.device),
+        "device": device,
     }
     draw_parity(truth, predicted, target, run_dir / "parity_test.png")
     curve = run_dir / "learning_curve.png"
