@@ -13,7 +13,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from mpnn.data.batch import NODE_FEATURES
 from mpnn.data.datamodule import QM9DataModule
+from mpnn.data.edges import EdgeFeaturizer
 from mpnn.models.mpnn import MPNN
 from mpnn.targets import get_target
 from mpnn.training.callbacks import MetricHistory, Throughput
@@ -56,6 +58,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     trainer.fit(module, datamodule=datamodule)
     device = str(trainer.strategy.root_device)
+    final_train_loss = float(trainer.callback_metrics.get("train/loss", math.nan))
 
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
@@ -81,6 +84,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         "best_val_mae": float(best_val) if best_val is not None else math.nan,
         "paper_enn_s2s_mae": target.paper_enn_s2s_mae,
         "epochs": trainer.current_epoch,
+        "final_train_loss": final_train_loss,
         "global_steps": trainer.global_step,
         "train_molecules_per_s": throughput.molecules_per_s if throughput else math.nan,
         "wall_s": time.perf_counter() - start,
@@ -115,3 +119,17 @@ def _report_to_wandb(trainer: L.Trainer, results: dict, images: list[Path]) -> N
             run.summary.update({"test/mae": results["test_mae"], "test/error_ratio": results["test_error_ratio"]})
             run.log({path.stem: wandb.Image(str(path)) for path in images if path.exists()})
             run.finish()
+
+
+def load_model(run_dir: str | Path, checkpoint: str | Path | None = None) -> MPNN:
+    """The trained model of a run directory (best checkpoint by default), ready to predict in
+    physical units: `load_model(run).predict(batch)`; build batches with QM9DataModule.batch."""
+    run_dir = Path(run_dir)
+    cfg = OmegaConf.load(run_dir / "config_resolved.yaml")
+    if checkpoint is None:
+        checkpoint = json.loads((run_dir / "results.json").read_text())["best_checkpoint"]
+    edges = EdgeFeaturizer(cfg.data.edges, cfg.data.virtual_edges)
+    model: MPNN = instantiate(cfg.model, node_features=len(NODE_FEATURES), edges=edges)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    return model.eval()

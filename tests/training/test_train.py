@@ -36,6 +36,16 @@ def test_main_command_writes_results_and_wandb_summary(tmp_path, packed):
     mean = checkpoint["state_dict"]["model.scaler.mean"].item()
     assert 2.0 < mean < 3.5  # mean dipole of QM9 molecules, in Debye
 
+    # load_model rebuilds the run's model from its directory and reproduces the test MAE.
+    from mpnn.data.datamodule import QM9DataModule
+    from mpnn.training.run import load_model
+
+    datamodule = QM9DataModule(root=str(REPO / "data"), target="mu", subset=2000)
+    datamodule.setup()
+    prediction = load_model(out).predict(datamodule.batch(datamodule.split.test))
+    mae = (prediction - datamodule.batch(datamodule.split.test).y).abs().mean().item()
+    assert mae == pytest.approx(results["test_mae"], rel=1e-4)
+
     # A finished run directory is never overwritten.
     again = run_script("train.py", "data.subset=2000", "trainer.max_epochs=1", f"hydra.run.dir={out}")
     assert again.returncode != 0 and "holds a finished run" in again.stderr
