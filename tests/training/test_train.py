@@ -59,14 +59,17 @@ def test_unknown_target_fails_with_valid_names(tmp_path):
 
 
 def config_choices():
-    return [
-        f"{group}={path.stem}"
-        for group in ("model", "experiment")
-        for path in sorted((REPO / "conf" / group).glob("*.yaml"))
-    ]
+    """Every model, message and experiment file. A message alone runs on distance bins, the
+    edge representation every message function accepts (discrete types and one-hot features)."""
+    choices = []
+    for group in ("model", "model/message", "experiment"):
+        for path in sorted((REPO / "conf" / group).glob("*.yaml")):
+            extra = ("data.edges=distance_bins",) if group == "model/message" else ()
+            choices.append((f"{group}={path.stem}", *extra))
+    return choices
 
 
-@pytest.mark.parametrize("choice", config_choices())
+@pytest.mark.parametrize("choice", config_choices(), ids=" ".join)
 def test_every_model_and_experiment_config_trains(choice, tmp_path, packed):
-    results = train(tmp_path / "run", choice, "data.subset=500", "trainer.max_epochs=1", "logger=csv")
+    results = train(tmp_path / "run", *choice, "data.subset=500", "trainer.max_epochs=1", "logger=csv")
     assert math.isfinite(results["test_mae"])

@@ -1,0 +1,61 @@
+"""The training step alone, without Lightning or the DataLoader: the ceiling the pipeline can reach.
+
+    python scripts/step_throughput.py [hydra overrides]      # e.g. data.static_shapes=true optim.compile=true
+
+Runs the benchmark's configuration (scripts/benchmark.py) as a bare loop: index gather on the
+device, loss (compiled when optim.compile=true), backward, fused Adam on CUDA. Comparing its
+molecules/s with the benchmark's shows the per-step cost of the training loop around the model.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main(overrides: list[str], steps: int = 400, warmup: int = 30) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from mpnn.training.run import build
+    from scripts.benchmark import EXAMPLE_OVERRIDES
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=EXAMPLE_OVERRIDES + overrides)
+    cfg.paths.root_dir = str(ROOT)
+    datamodule, module = build(cfg)
+    module = module.to(device)
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3, fused=device.type == "cuda")
+    batch_size = cfg.data.batch_size
+    steps = min(steps, len(datamodule.split.train) // batch_size)
+    warmup = min(warmup, steps // 2)
+    index = torch.from_numpy(datamodule.split.train[: steps * batch_size].copy()).view(steps, batch_size).to(device)
+    n = datamodule.dataset.n_max if cfg.data.static_shapes else None
+
+    def step(i: int) -> None:
+        loss, _ = module.loss(datamodule.dataset.gather(index[i], n))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    for i in range(warmup):
+        step(i)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for i in range(warmup, steps):
+        step(i)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    rate = (steps - warmup) * batch_size / (time.perf_counter() - start)
+    print(f"step alone ({device}): {rate:.0f} molecules/s")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
