@@ -12,6 +12,8 @@ def main(cfg: DictConfig) -> float:
     from mpnn.training.run import train
 
     results = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    if not results:  # a non-zero DDP rank
+        return float("nan")
     print(
         f"{results['target']}: test MAE {results['test_mae']:.5g} {results['unit']} "
         f"(error ratio {results['test_error_ratio']:.3f}); results in {HydraConfig.get().runtime.output_dir}"

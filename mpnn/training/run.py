@@ -57,7 +57,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     trainer.fit(module, datamodule=datamodule)
-    device = str(trainer.strategy.root_device)
+    device = trainer.strategy.root_device
     final_train_loss = float(trainer.callback_metrics.get("train/loss", math.nan))
 
     checkpoint = trainer.checkpoint_callback
@@ -67,12 +67,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     )
     ckpt_path = best or None
     test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]
-    predictions = trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if not trainer.is_global_zero:  # other DDP ranks are done: rank 0 reports
+        return {}
 
+    # The module holds the tested (best) weights; predict the whole test set on one device.
     target = get_target(cfg.target)
-    index = torch.cat([p["index"] for p in predictions]).cpu().numpy()
-    predicted = torch.cat([p["prediction"] for p in predictions]).cpu().numpy()
-    truth = torch.cat([p["target"] for p in predictions]).cpu().numpy()
+    index = datamodule.split.test
+    predicted, truth = predict(module.model.to(device), datamodule, index)
     np.savez(run_dir / "test_predictions.npz", index=index, prediction=predicted, target=truth)
     test_mae = float(test_metrics["test/mae"])
     results = {
@@ -99,7 +100,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         "parameters": sum(p.numel() for p in module.model.parameters()),
         "seed": cfg.seed,
         "split_file": str(datamodule.split_file),
-        "device": device,
+        "device": str(device),
     }
     draw_parity(truth, predicted, target, run_dir / "parity_test.png")
     curve = run_dir / "learning_curve.png"
@@ -107,6 +108,19 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     _report_to_wandb(trainer, results, [run_dir / "parity_test.png", curve])
     results_path.write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+@torch.no_grad()
+def predict(model: MPNN, datamodule: QM9DataModule, indices: np.ndarray, batch_size: int = 512) -> tuple:
+    """(predictions in physical units, targets) for the molecules `indices`, as numpy arrays."""
+    model.eval()
+    device = next(model.parameters()).device
+    predicted, truth = [], []
+    for start in range(0, len(indices), batch_size):
+        batch = datamodule.batch(indices[start : start + batch_size], device)
+        predicted.append(model.predict(batch).cpu())
+        truth.append(batch.y.cpu())
+    return torch.cat(predicted).numpy(), torch.cat(truth).numpy()
 
 
 def _report_to_wandb(trainer: L.Trainer, results: dict, images: list[Path]) -> None:

@@ -28,6 +28,7 @@ def test_main_command_writes_results_and_wandb_summary(tmp_path, packed):
     summary = offline_summary(out)
     assert summary["test/mae"] == pytest.approx(results["test_mae"], rel=1e-6)
     assert summary["test/error_ratio"] == pytest.approx(results["test_error_ratio"], rel=1e-6)
+    assert summary["prediction_dynamics/_type"] == "images/separated"  # the figure reached W&B
 
     # The best checkpoint predicts in Debye by itself: its scaler buffers came from the training split.
     import torch
@@ -73,3 +74,16 @@ def config_choices():
 def test_every_model_and_experiment_config_trains(choice, tmp_path, packed):
     results = train(tmp_path / "run", *choice, "data.subset=500", "trainer.max_epochs=1", "logger=csv")
     assert math.isfinite(results["test_mae"])
+
+
+def test_ddp_on_two_cpu_processes(tmp_path, packed):
+    """trainer=ddp: two processes share the epoch; rank 0 alone reports on the whole test set."""
+    import numpy as np
+
+    out = tmp_path / "run"
+    results = train(out, "trainer=ddp", "trainer.devices=2", "data.subset=500", "trainer.max_epochs=1", "logger=csv")
+    predictions = np.load(out / "test_predictions.npz")
+    assert len(predictions["index"]) == results["molecules"]["test"]
+    assert np.abs(predictions["prediction"] - predictions["target"]).mean() == pytest.approx(
+        results["test_mae"], rel=1e-4
+    )
