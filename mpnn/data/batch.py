@@ -8,7 +8,7 @@ message passing run as batched matrix products.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -55,10 +55,6 @@ class MoleculeBatch:
     @property
     def num_molecules(self) -> int:
         return self.x.shape[0]
-
-    def to(self, device: torch.device | str) -> MoleculeBatch:
-        moved = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "edges"}
-        return replace(self, **{k: v.to(device) for k, v in moved.items()})
 
 
 def node_features(packed: PackedQM9) -> np.ndarray:

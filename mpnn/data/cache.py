@@ -99,13 +99,13 @@ def load(path: Path) -> PackedQM9:
     return packed
 
 
-def build(limit: int | None = None, workers: int | None = None, progress: bool = True) -> tuple[PackedQM9, dict]:
+def build(progress: bool = True) -> tuple[PackedQM9, dict]:
     """Read qm9pack and featurize with RDKit (the only place those two are imported)."""
     from mpnn.data.featurize import featurize, path_counts
     from mpnn.data.source import read_qm9
 
-    raw = read_qm9(limit)
-    features = featurize(raw, workers=workers, progress=progress)
+    raw = read_qm9()
+    features = featurize(raw, progress=progress)
     packed = PackedQM9(
         index=raw.index.astype(np.int32),
         num_atoms=np.diff(raw.atom_ptr).astype(np.uint8),

@@ -7,7 +7,6 @@ Loaders yield only molecule indices (plus the batch's largest molecule size, rea
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import lightning as L
@@ -74,13 +73,11 @@ class QM9DataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is not None:
             return
-        start = time.perf_counter()
         packed, self.cache_file = cache.load_or_build(self.root)
         self.dataset = PaddedQM9(packed, self.target_column, self.explicit_h)
         self.split_file = self.cache_file.with_name(f"{self.cache_file.stem}_split_seed{self.split_seed}.npy")
         permutation = load_or_create_permutation(self.split_file, len(packed), self.split_seed)
         self.split = make_split(permutation, self.subset)
-        self.load_seconds = time.perf_counter() - start
 
     # Target statistics of the training split only: they become the model's scaler buffers.
     def target_statistics(self) -> tuple[float, float]:
@@ -123,9 +120,6 @@ class QM9DataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.split.test, self.eval_batch_size, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
 
     def batch(self, indices: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> MoleculeBatch:
         """A batch of the given molecules with its edges, for diagnostics and notebooks."""

@@ -93,9 +93,6 @@ class MPNNModule(L.LightningModule):
     def test_step(self, batch: MoleculeBatch, batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
-    def predict_step(self, batch: MoleculeBatch, batch_idx: int) -> dict[str, torch.Tensor]:
-        return {"index": batch.index, "prediction": self.model.predict(batch), "target": batch.y}
-
     def configure_optimizers(self):
         hp = self.hparams
         fused = self.device.type == "cuda"  # one fused kernel instead of many small ones
