@@ -71,3 +71,25 @@ def draw_prediction_dynamics(truth: np.ndarray, history: np.ndarray, target: Tar
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def draw_error_ratios(runs: list[dict], path: Path) -> None:
+    """Error ratio (MAE / chemical accuracy) per run, next to the paper's enn-s2s ratio."""
+    from mpnn.targets import get_target
+
+    plt = _pyplot()
+    runs = sorted(runs, key=lambda r: r["target"])
+    labels = [f"{r['target']}\n{Path(r['run_dir']).name}"[:40] for r in runs]
+    x = np.arange(len(runs))
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(runs) + 2), 4))
+    ax.bar(x - 0.2, [r["test_error_ratio"] for r in runs], 0.4, label="this run")
+    paper = [get_target(r["target"]).paper_enn_s2s_ratio or np.nan for r in runs]
+    ax.bar(x + 0.2, paper, 0.4, label="Gilmer et al. enn-s2s")
+    ax.axhline(1.0, color="g", ls="--", label="chemical accuracy")
+    ax.set_yscale("log")
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylabel("test MAE / chemical accuracy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

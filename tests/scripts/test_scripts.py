@@ -70,3 +70,26 @@ def test_prepare_data_cold_and_warm(tmp_path):
     assert warm.returncode == 0
     seconds = float(warm.stdout.split("ready in ")[1].split(" s")[0])
     assert seconds < 10
+
+
+def test_multirun_sweep_then_compare(tmp_path, packed):
+    """A real Hydra multirun over two targets, then the comparison table and error-ratio chart."""
+    sweep = tmp_path / "sweep"
+    result = run_script(
+        "train.py", "-m", "target=mu,homo", "data.subset=300", "trainer.max_epochs=1",
+        "trainer.accelerator=cpu", "logger=csv", f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted(sweep.glob("*/results.json"))
+    assert [json.loads(r.read_text())["target"] for r in runs] == ["mu", "homo"]
+
+    chart = tmp_path / "ratios.png"
+    compared = run_script("scripts/compare.py", str(sweep), "--out", str(chart))
+    assert compared.returncode == 0, compared.stderr
+    lines = compared.stdout.splitlines()
+    homo = next(line for line in lines if line.startswith("homo"))
+    assert " eV " in homo and "0.99" in homo  # unit and the paper's ratio
+    assert "mean error ratio over 2 runs" in compared.stdout
+    assert chart.stat().st_size > 1000
+    missing = run_script("scripts/compare.py", str(tmp_path / "nothing"))
+    assert missing.returncode != 0 and "no results.json under" in missing.stderr
