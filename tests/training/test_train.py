@@ -87,3 +87,24 @@ def test_ddp_on_two_cpu_processes(tmp_path, packed):
     assert np.abs(predictions["prediction"] - predictions["target"]).mean() == pytest.approx(
         results["test_mae"], rel=1e-4
     )
+
+
+def test_slurm_launcher_asks_one_gpu_per_job():
+    result = run_script("train.py", "hydra/launcher=slurm", "--cfg", "hydra")
+    assert result.returncode == 0, result.stderr[-2000:]
+    launcher = result.stdout.split("  launcher:")[1]
+    assert "gpus_per_node: 1" in launcher and "tasks_per_node: 1" in launcher
+    assert "hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in launcher
+
+
+def test_submitit_local_sweep_runs_jobs_as_separate_processes(tmp_path, packed):
+    """The submitit code path that SLURM sweeps use, run on this machine."""
+    sweep = tmp_path / "sweep"
+    result = run_script(
+        "train.py", "-m", "hydra/launcher=local_jobs", "target=mu,homo", "data.subset=300",
+        "trainer.max_epochs=1", "trainer.accelerator=cpu", "logger=csv", f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    targets = sorted(json.loads(p.read_text())["target"] for p in sweep.glob("*/results.json"))
+    assert targets == ["homo", "mu"]
+    assert list(sweep.glob(".submitit/*/*_log.out"))  # submitit ran them as jobs
