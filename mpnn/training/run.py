@@ -43,6 +43,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         raise FileExistsError(
             f"{results_path} exists: this run directory holds a finished run; choose another hydra.run.dir"
         )
+    checkpoints = run_dir / "checkpoints"
+    if checkpoints.is_dir() and any(checkpoints.iterdir()):
+        raise FileExistsError(f"{checkpoints} holds checkpoints of an earlier run; choose another hydra.run.dir")
     start = time.perf_counter()
     datamodule, module = build(cfg)
     (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
