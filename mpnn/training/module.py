@@ -65,6 +65,7 @@ class MPNNModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         if self._train_molecules:
             self.log("train/loss", self._train_loss_sum / self._train_molecules, sync_dist=True)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         self._train_loss_sum, self._train_molecules = torch.zeros((), device=self.device), 0
 
     def _evaluate(self, batch: MoleculeBatch, stage: str) -> None:

@@ -53,6 +53,11 @@ def test_main_command_writes_results_and_wandb_summary(tmp_path, packed):
     assert json.loads((out / "results.json").read_text()) == results
 
 
+def test_runs_without_any_logger(tmp_path, packed):
+    results = train(tmp_path / "run", "logger=none", "data.subset=300", "trainer.max_epochs=1")
+    assert math.isfinite(results["test_mae"]) and not (tmp_path / "run" / "wandb").exists()
+
+
 def test_unknown_target_fails_with_valid_names(tmp_path):
     result = run_script("train.py", "target=dipole", f"hydra.run.dir={tmp_path}", "logger=csv")
     assert result.returncode != 0
