@@ -57,9 +57,11 @@ class EdgeFeaturizer(torch.nn.Module):
         not_self = ~torch.eye(n, dtype=torch.bool, device=mask.device)
         pairs = mask[:, :, None] & mask[:, None, :] & not_self
         bonded = batch.bond > 0
-        distance = (batch.pos[:, :, None, :] - batch.pos[:, None, :, :]).norm(dim=-1)
+        dtype = batch.pos.dtype
+        if self.kind != "chemical_graph":
+            distance = (batch.pos[:, :, None, :] - batch.pos[:, None, :, :]).norm(dim=-1)
         if self.kind == "raw_distance":
-            features = torch.cat([distance.unsqueeze(-1), _one_hot(batch.bond - 1, NUM_BOND_TYPES, distance.dtype)], -1)
+            features = torch.cat([distance.unsqueeze(-1), _one_hot(batch.bond - 1, NUM_BOND_TYPES, dtype)], -1)
             return EdgeInputs(pairs, features * pairs.unsqueeze(-1), None)
         if self.kind == "chemical_graph":
             types = torch.where(bonded, batch.bond - 1, NUM_BOND_TYPES)
@@ -69,7 +71,7 @@ class EdgeFeaturizer(torch.nn.Module):
             types = torch.where(bonded, batch.bond - 1, NUM_BOND_TYPES + bins)
             adjacency = pairs
         types = types * adjacency  # padding and non-edges get type 0, masked out by adjacency
-        features = _one_hot(types, self.num_edge_types, distance.dtype)
+        features = _one_hot(types, self.num_edge_types, dtype)
         return EdgeInputs(adjacency, features * adjacency.unsqueeze(-1), types)
 
 
