@@ -69,10 +69,52 @@ def _quiet_stderr():
         os.close(devnull)
 
 
+def _atoms(mol) -> list:
+    # Index access: RDKit's atom/bond sequence wrappers cost more than the chemistry here.
+    return [mol.GetAtomWithIdx(i) for i in range(mol.GetNumAtoms())]
+
+
+def _bonds(mol) -> list:
+    return [mol.GetBondWithIdx(i) for i in range(mol.GetNumBonds())]
+
+
+def assign_bond_orders_from_template(template, mol):
+    """RDKit's AllChem.AssignBondOrdersFromTemplate, rewritten for speed (same result).
+
+    RDKit's version enumerates every substructure match (with explicit hydrogens, every
+    permutation of every CH3/CH2 group) to keep the first, and walks atoms and bonds through
+    slow Python sequence wrappers. Raises ValueError when the template does not match.
+    """
+    from rdkit import Chem
+
+    query, target = Chem.Mol(template), Chem.Mol(mol)
+    for probe in (query, target):  # match on elements and connectivity only
+        for bond in _bonds(probe):
+            bond.SetBondType(Chem.BondType.SINGLE)
+            bond.SetIsAromatic(False)
+        for atom in _atoms(probe):
+            atom.SetFormalCharge(0)
+    match = target.GetSubstructMatch(query)
+    if not match:
+        raise ValueError("the SMILES template does not match the connectivity of the coordinates")
+    result = Chem.RWMol(mol)
+    for bond in _bonds(template):
+        assigned = result.GetBondBetweenAtoms(match[bond.GetBeginAtomIdx()], match[bond.GetEndAtomIdx()])
+        assigned.SetBondType(bond.GetBondType())
+        assigned.SetIsAromatic(bond.GetIsAromatic())
+    for atom in _atoms(template):
+        assigned = result.GetAtomWithIdx(match[atom.GetIdx()])
+        assigned.SetHybridization(atom.GetHybridization())
+        assigned.SetIsAromatic(atom.GetIsAromatic())
+        assigned.SetNumExplicitHs(atom.GetNumExplicitHs())
+        assigned.SetFormalCharge(atom.GetFormalCharge())
+    return result
+
+
 def _bonded_mol(smiles: str, z: np.ndarray, pos: np.ndarray):
     """Return (mol in DFT atom order with bond orders, path code)."""
     from rdkit import Chem
-    from rdkit.Chem import AllChem, rdDetermineBonds
+    from rdkit.Chem import rdDetermineBonds
     from rdkit.Geometry import Point3D
 
     def from_geometry():
@@ -88,7 +130,7 @@ def _bonded_mol(smiles: str, z: np.ndarray, pos: np.ndarray):
     def from_template():
         mol = from_geometry()
         rdDetermineBonds.DetermineConnectivity(mol)
-        return AllChem.AssignBondOrdersFromTemplate(template, mol)
+        return assign_bond_orders_from_template(template, mol)
 
     def from_bond_perception(hueckel: bool):
         mol = from_geometry()
@@ -125,7 +167,7 @@ def featurize_molecule(smiles: str, z: np.ndarray, pos: np.ndarray, factory=None
             for atom_id in feature.GetAtomIds():
                 target[atom_id] = 1
     hyb_code = {Chem.HybridizationType.SP: 1, Chem.HybridizationType.SP2: 2, Chem.HybridizationType.SP3: 3}
-    atoms = mol.GetAtoms()
+    atoms = _atoms(mol)
     features = {
         "acceptor": acceptor,
         "donor": donor,
@@ -140,7 +182,7 @@ def featurize_molecule(smiles: str, z: np.ndarray, pos: np.ndarray, factory=None
         Chem.BondType.AROMATIC: 4,
     }
     bonds = []
-    for bond in mol.GetBonds():
+    for bond in _bonds(mol):
         i, j = sorted((bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()))
         bonds.append((i, j, bond_code.get(bond.GetBondType(), 1)))
     return features, bonds, path
