@@ -124,8 +124,8 @@ def build(progress: bool = True) -> tuple[PackedQM9, dict]:
     return packed, path_counts(features)
 
 
-def load_or_build(root: str | Path, progress: bool = True) -> tuple[PackedQM9, Path]:
-    """Return the cached dataset under `root`, building it first if it does not exist yet."""
+def ensure_built(root: str | Path, progress: bool = True) -> Path:
+    """Path of the cache under `root`, building it first if it does not exist yet."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -134,12 +134,17 @@ def load_or_build(root: str | Path, progress: bool = True) -> tuple[PackedQM9, P
         source_version = _existing_source_version(Path(root))
     key = cache_key(source_version)
     path = cache_path(root, key)
-    if path.exists():
-        return load(path), path
-    packed, counts = build(progress=progress)
-    print(f"featurized {len(packed)} molecules; bond paths: {counts}")
-    save(packed, path, key, counts)
-    return packed, path
+    if not path.exists():
+        packed, counts = build(progress=progress)
+        print(f"featurized {len(packed)} molecules; bond paths: {counts}")
+        save(packed, path, key, counts)
+    return path
+
+
+def load_or_build(root: str | Path, progress: bool = True) -> tuple[PackedQM9, Path]:
+    """The cached dataset under `root` (built first if needed) and its path."""
+    path = ensure_built(root, progress)
+    return load(path), path
 
 
 def _existing_source_version(root: Path) -> str:

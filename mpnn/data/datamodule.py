@@ -68,7 +68,7 @@ class QM9DataModule(L.LightningDataModule):
         self.split_file: Path | None = None
 
     def prepare_data(self) -> None:
-        cache.load_or_build(self.root)
+        cache.ensure_built(self.root)
 
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is not None:
