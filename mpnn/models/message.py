@@ -39,14 +39,16 @@ class Message(nn.Module):
             raise ValueError(f"unknown message aggregation {aggregation!r}; valid: {', '.join(AGGREGATIONS)}")
         self.aggregation = aggregation
 
-    def prepare(self, edges: EdgeInputs) -> dict[str, torch.Tensor]:
+    def prepare(self, edges: EdgeInputs) -> dict:
         raise NotImplementedError
 
-    def normalise(self, messages: torch.Tensor, edges: EdgeInputs) -> torch.Tensor:
-        if self.aggregation == "mean":
-            degree = edges.adjacency.sum(-1, keepdim=True).clamp(min=1)
-            return messages / degree
-        return messages
+    def degree(self, edges: EdgeInputs) -> torch.Tensor | None:
+        """Neighbour counts (B, n, 1) for mean aggregation, None for sum; once per forward."""
+        return edges.adjacency.sum(-1, keepdim=True).clamp(min=1) if self.aggregation == "mean" else None
+
+    @staticmethod
+    def normalise(messages: torch.Tensor, degree: torch.Tensor | None) -> torch.Tensor:
+        return messages if degree is None else messages / degree
 
 
 class BilinearMessage(Message):
@@ -63,24 +65,28 @@ class BilinearMessage(Message):
     def kernels(self) -> torch.Tensor:  # (K, d_out, d_in)
         raise NotImplementedError
 
-    def prepare(self, edges: EdgeInputs) -> dict[str, torch.Tensor]:
+    def prepare(self, edges: EdgeInputs) -> dict:
         z = self.coefficients(edges) * edges.adjacency.unsqueeze(-1)
+        kernels = self.kernels()  # (K, d_out, d_in)
         b, n, _, k = z.shape
-        if self.fast:  # (B, n*K, n): rows (v, k), columns w, ready for one bmm per step
-            return {"z": z.permute(0, 1, 3, 2).reshape(b, n * k, n), "edges": edges}
-        return {"z": z, "edges": edges}
+        prepared = {"degree": self.degree(edges)}
+        if self.fast:
+            # z as (B, n*K, n): rows (v, k), columns w; kernels as (K*d_in, d_out): rows (k, j).
+            prepared["z"] = z.permute(0, 1, 3, 2).reshape(b, n * k, n)
+            prepared["kernels"] = kernels.permute(0, 2, 1).reshape(-1, kernels.shape[1])
+        else:
+            prepared["z"], prepared["kernels"] = z, kernels
+        return prepared
 
     def forward(self, h: torch.Tensor, prepared: dict) -> torch.Tensor:
-        kernels = self.kernels()  # (K, d_out, d_in)
-        z = prepared["z"]
-        b, n, d = h.shape
+        z, kernels = prepared["z"], prepared["kernels"]
         if self.fast:
-            s = torch.bmm(z, h).view(b, n, -1)  # S[v, (k, j)] = sum_w z_k(vw) h_w[j]
-            m = s @ kernels.permute(0, 2, 1).reshape(-1, kernels.shape[1])  # sum_{k,j} K_k[i, j] S[v,k,j]
+            s = torch.bmm(z, h).view(h.shape[0], h.shape[1], -1)  # S[v, (k, j)] = sum_w z_k(vw) h_w[j]
+            m = s @ kernels  # m[v, i] = sum_{k,j} K_k[i, j] S[v, k, j]
         else:
             a = torch.einsum("bvwk,kij->bvwij", z, kernels)  # one d x d matrix per pair
             m = torch.einsum("bvwij,bwj->bvi", a, h)
-        return self.normalise(m, prepared["edges"])
+        return self.normalise(m, prepared["degree"])
 
 
 class EdgeNetworkMessage(BilinearMessage):
@@ -152,10 +158,10 @@ class PairMessage(Message):
         self.out = nn.Linear(hidden_dim, dim)
 
     def prepare(self, edges: EdgeInputs) -> dict:
-        return {"e": self.project_e(edges.features), "edges": edges}
+        mask = edges.adjacency.unsqueeze(-1).to(edges.features.dtype)
+        return {"e": self.project_e(edges.features), "mask": mask, "degree": self.degree(edges)}
 
     def forward(self, h: torch.Tensor, prepared: dict) -> torch.Tensor:
-        edges = prepared["edges"]
         hidden = self.project_w(h)[:, None, :, :] + self.project_v(h)[:, :, None, :] + prepared["e"]
-        pair = self.out(torch.relu(hidden)) * edges.adjacency.unsqueeze(-1)
-        return self.normalise(pair.sum(2), edges)
+        pair = self.out(torch.relu(hidden)) * prepared["mask"]
+        return self.normalise(pair.sum(2), prepared["degree"])
