@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mpnn.data import cache
-from mpnn.data.batch import MoleculeBatch, PaddedQM9
+from mpnn.data.batch import NODE_FEATURES, MoleculeBatch, PaddedQM9
 from mpnn.data.edges import EdgeFeaturizer
 from mpnn.data.split import Split, load_or_create_permutation, make_split
 from mpnn.targets import TARGET_NAMES, get_target
@@ -86,7 +86,7 @@ class QM9DataModule(L.LightningDataModule):
 
     @property
     def num_node_features(self) -> int:
-        return self.dataset.num_node_features if self.dataset is not None else 13
+        return self.dataset.num_node_features if self.dataset is not None else len(NODE_FEATURES)
 
     def model_inputs(self) -> dict:
         """What a model needs to know about the data to be built: feature count and edge builder."""
