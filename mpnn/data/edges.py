@@ -34,6 +34,8 @@ class EdgeFeaturizer(torch.nn.Module):
             )
         self.kind = kind
         self.virtual_edges = virtual_edges
+        # A buffer, not a tensor made per call: a host-to-device copy cannot be captured in a CUDA graph.
+        self.register_buffer("bin_edges", torch.tensor(DISTANCE_BIN_EDGES), persistent=False)
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}, virtual_edges={self.virtual_edges}"
@@ -67,7 +69,7 @@ class EdgeFeaturizer(torch.nn.Module):
             types = torch.where(bonded, batch.bond - 1, NUM_BOND_TYPES)
             adjacency = pairs if self.virtual_edges else pairs & bonded
         else:
-            bins = torch.bucketize(distance, torch.tensor(DISTANCE_BIN_EDGES, device=distance.device))
+            bins = torch.bucketize(distance, self.bin_edges.to(distance))
             types = torch.where(bonded, batch.bond - 1, NUM_BOND_TYPES + bins)
             adjacency = pairs
         types = types * adjacency  # padding and non-edges get type 0, masked out by adjacency
