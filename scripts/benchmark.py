@@ -35,6 +35,7 @@ EXAMPLE_OVERRIDES = [
     "data.explicit_h=true",
     "optim.lr=1e-3",
     "optim.schedule=constant",
+    "optim.gradient_clip_val=null",  # the example does not clip
     "logger=none",
 ]
 

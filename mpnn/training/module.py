@@ -2,17 +2,25 @@
 
 Loss: MSE on the standardised target. Metrics: MAE in the target's unit over the whole
 validation/test set, and the error ratio MAE / chemical accuracy (Gilmer et al. Table 2).
+
+The optimisation step is written out here (Lightning's manual optimisation) rather than left to
+Lightning: forward, backward and gradient clipping are one function, which `optim.cuda_graph=true`
+captures as a CUDA graph and which runs eagerly everywhere else, on the CPU included.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import lightning as L
 import torch
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MeanAbsoluteError
 
 from mpnn.data.batch import MoleculeBatch
 from mpnn.models.mpnn import MPNN
 from mpnn.targets import get_target
+from mpnn.training.cuda_graph import CudaGraphStep
 
 SCHEDULES = ("constant", "linear_decay", "plateau")
 
@@ -28,19 +36,30 @@ class MPNNModule(L.LightningModule):
         decay_start: float = 0.5,
         final_lr_factor: float = 0.05,
         plateau_patience: int = 5,
+        gradient_clip_val: float | None = 10.0,
         compile: bool = False,
-        compile_mode: str | None = "reduce-overhead",
+        compile_mode: str | None = None,
+        cuda_graph: bool = False,
     ):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown optim.schedule={schedule!r}; valid: {', '.join(SCHEDULES)}")
+        if cuda_graph and compile_mode == "reduce-overhead":
+            raise ValueError(
+                "optim.compile_mode=reduce-overhead captures its own CUDA graphs and cannot run inside "
+                "optim.cuda_graph=true; use optim.compile_mode=default (or null) with it"
+            )
         self.save_hyperparameters(ignore=["model"])
+        self.automatic_optimization = False  # see the module docstring
         self.model = model
         self.target = get_target(target)
         self.metrics = torch.nn.ModuleDict({stage: MeanAbsoluteError() for stage in ("val_mae", "test_mae")})
-        # torch.compile with CUDA graphs ("reduce-overhead") wants static shapes: data.static_shapes=true.
-        # The compiled region covers edges, model, target standardisation and loss.
-        self._loss = torch.compile(self._normalised_loss, mode=compile_mode, dynamic=False) if compile else None
+        # Both torch.compile with CUDA graphs ("reduce-overhead", the default without optim.cuda_graph)
+        # and optim.cuda_graph want static shapes: data.static_shapes=true. The compiled region
+        # covers edges, model, target standardisation and loss.
+        mode = compile_mode or ("default" if cuda_graph else "reduce-overhead")
+        self._loss = torch.compile(self._normalised_loss, mode=mode, dynamic=False) if compile else None
+        self._graph_step = CudaGraphStep(self._plain_forward_backward) if cuda_graph else None
         self._train_loss_sum = torch.zeros(())
         self._train_molecules = 0
 
@@ -55,12 +74,39 @@ class MPNNModule(L.LightningModule):
         """(MSE on the standardised target, prediction) for a batch."""
         return (self._loss or self._normalised_loss)(batch)
 
-    def training_step(self, batch: MoleculeBatch, batch_idx: int) -> torch.Tensor:
+    def _forward_backward(self, batch: MoleculeBatch, backward: Callable[[torch.Tensor], None]) -> torch.Tensor:
+        """Loss, gradients (clipped to `gradient_clip_val` in total norm); no host synchronisation."""
         loss, _ = self.loss(batch)
+        backward(loss)
+        if self.hparams.gradient_clip_val:
+            torch.nn.utils.clip_grad_norm_(self.parameters(), self.hparams.gradient_clip_val)
+        return loss.detach()
+
+    def _plain_forward_backward(self, batch: MoleculeBatch) -> torch.Tensor:
+        return self._forward_backward(batch, torch.Tensor.backward)
+
+    def on_fit_start(self) -> None:
+        if self._graph_step is not None and self.trainer.world_size > 1:
+            raise ValueError("optim.cuda_graph=true runs on one device; use it without trainer=ddp")
+        if self.trainer.precision == "16-mixed":  # its loss scaling would need unscaling before clipping
+            raise ValueError("trainer.precision=16-mixed is not supported; use bf16-mixed or 32-true")
+
+    def training_step(self, batch: MoleculeBatch, batch_idx: int) -> None:
+        optimizer = self.optimizers()
+        if self._graph_step is None:
+            optimizer.zero_grad()
+            loss = self._forward_backward(batch, self.manual_backward)  # Lightning's backward: DDP, precision
+        else:
+            if not self._graph_step.captured:
+                optimizer.zero_grad()  # warm-up and capture allocate the gradients the graph reuses
+            loss = self._graph_step(batch)
+        optimizer.step()
+        scheduler = self.lr_schedulers()
+        if scheduler is not None and not isinstance(scheduler, ReduceLROnPlateau):
+            scheduler.step()
         # Accumulated on the device and logged once per epoch: no per-step host synchronisation.
-        self._train_loss_sum = self._train_loss_sum.to(loss.device) + loss.detach() * batch.num_molecules
+        self._train_loss_sum = self._train_loss_sum.to(loss.device) + loss * batch.num_molecules
         self._train_molecules += batch.num_molecules
-        return loss
 
     def on_train_epoch_end(self) -> None:
         if self._train_molecules:
@@ -77,16 +123,19 @@ class MPNNModule(L.LightningModule):
         self.log(f"{stage}/mae", metric, on_step=False, on_epoch=True, batch_size=batch_size, prog_bar=stage == "val")
 
     def on_validation_epoch_end(self) -> None:
-        self._log_ratio("val")
+        mae = self._log_ratio("val")
+        scheduler = self.lr_schedulers()
+        if isinstance(scheduler, ReduceLROnPlateau) and not self.trainer.sanity_checking:
+            scheduler.step(mae)
 
     def on_test_epoch_end(self) -> None:
         self._log_ratio("test")
 
-    def _log_ratio(self, stage: str) -> None:
-        # The MAE metric is computed (and synchronised across processes) by Lightning at epoch end;
-        # compute() here returns that same cached value.
+    def _log_ratio(self, stage: str) -> torch.Tensor:
+        """Log MAE / chemical accuracy; returns the MAE (synchronised across processes)."""
         mae = self.metrics[f"{stage}_mae"].compute()
         self.log(f"{stage}/error_ratio", mae / self.target.chemical_accuracy if self.target.chemical_accuracy else mae)
+        return mae
 
     def validation_step(self, batch: MoleculeBatch, batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -100,10 +149,9 @@ class MPNNModule(L.LightningModule):
         optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, fused=fused)
         if hp.schedule == "constant":
             return optimizer
-        if hp.schedule == "plateau":  # the PyG example's schedule
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode="min", factor=0.7, patience=hp.plateau_patience, min_lr=1e-5
-            )
+        # Schedulers are stepped by training_step (per step) or on_validation_epoch_end (plateau).
+        if hp.schedule == "plateau":  # the PyG example's schedule, on the validation MAE
+            scheduler = ReduceLROnPlateau(optimizer, mode="min", factor=0.7, patience=hp.plateau_patience, min_lr=1e-5)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/mae"}}
         # Gilmer et al.: constant, then linear decay to lr * F from a fraction of training onwards.
         total = max(1, int(self.trainer.estimated_stepping_batches))
@@ -116,4 +164,4 @@ class MPNNModule(L.LightningModule):
             return 1.0 - progress * (1.0 - hp.final_lr_factor)
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -1,0 +1,73 @@
+"""One training step (forward, loss, backward, gradient clipping) captured as a CUDA graph.
+
+At batch 128 the GPU finishes a step of this model in about 2 ms, less than the host needs to
+launch its hundreds of kernels one by one and run Lightning's loop around them. Replaying one
+captured graph costs a single launch, so the host stays ahead and the GPU never waits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import torch
+
+from mpnn.data.batch import MoleculeBatch
+
+
+class CudaGraphStep:
+    """Runs `step(batch)` eagerly for `warmup` calls, then captures it once and replays it.
+
+    Each later batch is copied into the tensors the graph was captured with, so all batches
+    must have one shape (`data.static_shapes=true`). The caller must leave the parameters'
+    `.grad` tensors in place after capture (no `zero_grad(set_to_none=True)`): the graph
+    writes the gradients into them. The returned tensor is overwritten by the next replay.
+    """
+
+    def __init__(self, step: Callable[[MoleculeBatch], torch.Tensor], warmup: int = 3):
+        self.step = step
+        self.warmup = warmup
+        self.eager_calls = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self._inputs: MoleculeBatch | None = None
+        self._output: torch.Tensor | None = None
+
+    @property
+    def captured(self) -> bool:
+        return self.graph is not None
+
+    def __call__(self, batch: MoleculeBatch) -> torch.Tensor:
+        if self.graph is not None:
+            _copy_into(self._inputs, batch)
+            self.graph.replay()
+            return self._output
+        if batch.x.device.type != "cuda":
+            raise ValueError(f"optim.cuda_graph=true needs a CUDA device; this batch is on {batch.x.device}")
+        if self.eager_calls < self.warmup:
+            # Warm-up (compilation, cuBLAS workspaces, autograd streams) on a side stream, as capture requires.
+            self.eager_calls += 1
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                output = self.step(batch)
+            torch.cuda.current_stream().wait_stream(side)
+            return output
+        self.graph = torch.cuda.CUDAGraph()
+        self._inputs = batch
+        with torch.cuda.graph(self.graph):
+            self._output = self.step(batch)
+        self.graph.replay()  # capture records the work without running it
+        return self._output
+
+
+def _copy_into(static: MoleculeBatch, batch: MoleculeBatch) -> None:
+    for field in dataclasses.fields(MoleculeBatch):
+        target, source = getattr(static, field.name), getattr(batch, field.name)
+        if not isinstance(target, torch.Tensor):
+            continue
+        if target.shape != source.shape:
+            raise ValueError(
+                f"optim.cuda_graph=true replays the shape it captured: batch.{field.name} has shape "
+                f"{tuple(source.shape)}, captured {tuple(target.shape)}; set data.static_shapes=true"
+            )
+        target.copy_(source, non_blocking=True)

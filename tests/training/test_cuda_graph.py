@@ -1,0 +1,63 @@
+"""optim.cuda_graph: the captured step must train exactly like the eager one (GPU tests skip on CPU)."""
+
+import lightning as L
+import pytest
+import torch
+
+from mpnn.training.cuda_graph import CudaGraphStep, _copy_into
+from mpnn.training.run import build
+from tests.training.test_module import compose_config
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+
+
+def test_cpu_batches_are_refused_with_a_clear_error(datamodule_factory):
+    batch = datamodule_factory(subset=300).batch(range(8))
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        CudaGraphStep(lambda b: b.y.sum())(batch)
+
+
+def test_batches_of_another_shape_are_refused(datamodule_factory):
+    datamodule = datamodule_factory(subset=300)
+    small, large = datamodule.batch([0]), datamodule.batch(range(8))  # dynamic shapes: padded to the largest molecule
+    assert small.x.shape != large.x.shape
+    with pytest.raises(ValueError, match="set data.static_shapes=true"):
+        _copy_into(small, large)
+
+
+def _train_steps(cuda_graph: bool, steps: int = 8) -> list[torch.Tensor]:
+    datamodule, module = build(
+        compose_config(
+            "data.subset=2000", "data.static_shapes=true", f"optim.cuda_graph={cuda_graph}", "matmul_precision=highest"
+        )
+    )
+    module = module.cuda()
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
+    step = module._graph_step or (lambda batch: module._forward_backward(batch, torch.Tensor.backward))
+    losses = []
+    for i in range(steps):
+        if not cuda_graph or not step.captured:
+            optimizer.zero_grad()
+        index = torch.from_numpy(datamodule.split.train[i * 64 : (i + 1) * 64].copy()).cuda()
+        losses.append(step(datamodule.dataset.gather(index, datamodule.dataset.n_max)).clone())
+        optimizer.step()
+    return losses + [p.detach().clone() for p in module.parameters()]
+
+
+@needs_cuda
+def test_captured_step_trains_like_the_eager_step(packed):
+    eager, graphed = _train_steps(False), _train_steps(True)
+    for a, b in zip(eager, graphed):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@needs_cuda
+def test_lightning_fit_with_cuda_graph(packed):
+    datamodule, module = build(
+        compose_config("data.subset=2000", "data.static_shapes=true", "optim.cuda_graph=true", "data.batch_size=64")
+    )
+    trainer = L.Trainer(accelerator="gpu", devices=1, max_epochs=2, logger=False, enable_checkpointing=False)
+    trainer.fit(module, datamodule=datamodule)
+    assert module._graph_step.captured
+    assert trainer.global_step == 2 * (len(datamodule.split.train) // 64)
+    assert trainer.callback_metrics["train/loss"].item() < 1.0
