@@ -53,6 +53,13 @@ class Throughput(L.Callback):
     def on_train_epoch_end(self, trainer, module) -> None:
         self._close(trainer, module)
 
+    # Kept in checkpoints, so a resumed run reports over all its epochs.
+    def state_dict(self) -> dict:
+        return {"epoch_rates": self.epoch_rates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch_rates = list(state["epoch_rates"])
+
     @property
     def molecules_per_s(self) -> float:
         """Median over epochs after the first (which pays for warm-up), or the first if alone."""
@@ -61,19 +68,20 @@ class Throughput(L.Callback):
 
 
 class MetricHistory(L.Callback):
-    """Validation MAE and training loss per epoch, for the learning-curve figure."""
+    """Validation MAE per epoch, for the learning-curve figure."""
 
     def __init__(self):
         self.val_mae: list[float] = []
-        self.train_loss: list[float] = []
 
     def on_validation_epoch_end(self, trainer, module) -> None:
         if not trainer.sanity_checking and "val/mae" in trainer.callback_metrics:
             self.val_mae.append(float(trainer.callback_metrics["val/mae"]))
 
-    def on_train_epoch_end(self, trainer, module) -> None:
-        if "train/loss" in trainer.callback_metrics:
-            self.train_loss.append(float(trainer.callback_metrics["train/loss"]))
+    def state_dict(self) -> dict:
+        return {"val_mae": self.val_mae}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.val_mae = list(state["val_mae"])
 
 
 class PredictionDynamics(L.Callback):
@@ -95,6 +103,12 @@ class PredictionDynamics(L.Callback):
         self.history.append(module.model.predict(batch).cpu().numpy())
         module.train(was_training)
         self.truth = batch.y.cpu().numpy()
+
+    def state_dict(self) -> dict:  # plain lists: checkpoints stay loadable with weights_only=True
+        return {"history": [h.tolist() for h in self.history]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = [np.asarray(h) for h in state["history"]]
 
     def on_fit_end(self, trainer, module) -> None:
         if not self.history or not trainer.is_global_zero:

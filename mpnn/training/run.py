@@ -37,18 +37,26 @@ def build(cfg: DictConfig) -> tuple[QM9DataModule, MPNNModule]:
     return datamodule, module
 
 
+# What defines a run: a resumed run must match its start in these (speed, trainer and logging may change).
+RUN_DEFINING_KEYS = (
+    "target", "seed", "model", "data.edges", "data.virtual_edges", "data.explicit_h", "data.batch_size",
+    "data.subset", "data.split_seed", "optim.lr", "optim.weight_decay", "optim.schedule", "optim.decay_start",
+    "optim.final_lr_factor", "optim.plateau_patience", "optim.gradient_clip_val",
+)  # fmt: skip
+
+
 def train(cfg: DictConfig, run_dir: Path) -> dict:
+    """Fit, test the best checkpoint, write results.json; `resume=true` continues an interrupted run."""
     results_path = run_dir / "results.json"
     if results_path.exists():
         raise FileExistsError(
             f"{results_path} exists: this run directory holds a finished run; choose another hydra.run.dir"
         )
-    checkpoints = run_dir / "checkpoints"
-    if checkpoints.is_dir() and any(checkpoints.iterdir()):
-        raise FileExistsError(f"{checkpoints} holds checkpoints of an earlier run; choose another hydra.run.dir")
+    resume_from = _checkpoint_to_resume(cfg, run_dir)
     start = time.perf_counter()
     datamodule, module = build(cfg)
-    (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if resume_from is None:  # a resumed run keeps the configuration it started with
+        (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     loggers = [instantiate(c) for c in cfg.logger.values()] if cfg.get("logger") else []
     callbacks = [instantiate(c) for c in cfg.callbacks.values()] if cfg.get("callbacks") else []
@@ -59,7 +67,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    # Read before testing: loading the best checkpoint for the test also restores the callbacks' states.
+    molecules_per_s = throughput.molecules_per_s if throughput else math.nan
+    val_mae_per_epoch = list(history.val_mae) if history else []
     device = trainer.strategy.root_device
     final_train_loss = float(trainer.callback_metrics.get("train/loss", math.nan))
 
@@ -90,7 +101,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         "epochs": trainer.current_epoch,
         "final_train_loss": final_train_loss,
         "global_steps": trainer.global_step,
-        "train_molecules_per_s": throughput.molecules_per_s if throughput else math.nan,
+        "train_molecules_per_s": molecules_per_s,
+        "val_mae_per_epoch": val_mae_per_epoch,
         "wall_s": time.perf_counter() - start,
         "best_checkpoint": best,
         "molecules": {
@@ -107,10 +119,34 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     }
     draw_parity(truth, predicted, target, run_dir / "parity_test.png")
     curve = run_dir / "learning_curve.png"
-    draw_learning_curve(history.val_mae if history else [], target, curve)
+    draw_learning_curve(val_mae_per_epoch, target, curve)
     _report_to_wandb(trainer, results, [run_dir / "parity_test.png", curve])
     results_path.write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def _checkpoint_to_resume(cfg: DictConfig, run_dir: Path) -> str | None:
+    """last.ckpt of an interrupted run when `resume=true`; refuses to mix two runs in one directory."""
+    checkpoints = run_dir / "checkpoints"
+    if not cfg.get("resume"):
+        if checkpoints.is_dir() and any(checkpoints.iterdir()):
+            raise FileExistsError(
+                f"{checkpoints} holds checkpoints of an earlier run; continue it with resume=true, "
+                "or choose another hydra.run.dir"
+            )
+        return None
+    last = checkpoints / "last.ckpt"
+    if not last.exists():
+        raise FileNotFoundError(f"resume=true but {last} does not exist: there is no interrupted run to continue")
+    saved = OmegaConf.load(run_dir / "config_resolved.yaml")
+    now = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    changed = [key for key in RUN_DEFINING_KEYS if OmegaConf.select(saved, key) != OmegaConf.select(now, key)]
+    if changed:
+        raise ValueError(
+            f"resume=true with settings that differ from the interrupted run: {', '.join(changed)} "
+            f"(see {run_dir / 'config_resolved.yaml'}); only speed, trainer and logging settings may change"
+        )
+    return str(last)
 
 
 @torch.no_grad()

@@ -2,6 +2,9 @@
 
 import json
 import math
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -20,6 +23,7 @@ def test_main_command_writes_results_and_wandb_summary(tmp_path, packed):
     ):  # fmt: skip
         assert key in results
     assert results["target"] == "mu" and results["unit"] == "D" and results["epochs"] == 2
+    assert len(results["val_mae_per_epoch"]) == 2 and min(results["val_mae_per_epoch"]) == results["best_val_mae"]
     assert math.isfinite(results["test_mae"]) and results["test_mae"] > 0
     assert results["test_error_ratio"] == pytest.approx(results["test_mae"] / 0.1, rel=1e-5)
     assert (out / "config_resolved.yaml").exists() and (out / ".hydra" / "config.yaml").exists()
@@ -113,3 +117,33 @@ def test_submitit_local_sweep_runs_jobs_as_separate_processes(tmp_path, packed):
     targets = sorted(json.loads(p.read_text())["target"] for p in sweep.glob("*/results.json"))
     assert targets == ["homo", "mu"]
     assert list(sweep.glob(".submitit/*/*_log.out"))  # submitit ran them as jobs
+
+
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, packed):
+    """Kill a real run after its first checkpoint; resume=true finishes it with the full history."""
+    out = tmp_path / "run"
+    settings = ["data.subset=300", "data.batch_size=32", "trainer.max_epochs=12", "logger=csv"]
+    command = [sys.executable, str(REPO / "train.py"), *settings, f"hydra.run.dir={out}", "trainer.accelerator=cpu"]
+    first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = out / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.kill()
+    first.wait()
+    assert last.exists() and not (out / "results.json").exists()  # interrupted after 1 of 12 epochs or so
+
+    refused = run_script("train.py", *settings, f"hydra.run.dir={out}", "trainer.accelerator=cpu")
+    assert refused.returncode != 0 and "continue it with resume=true" in refused.stderr
+    changed = run_script("train.py", *settings, "resume=true", "optim.lr=0.01", f"hydra.run.dir={out}")
+    assert changed.returncode != 0 and "differ from the interrupted run: optim.lr" in changed.stderr
+
+    results = train(out, *settings, "resume=true")
+    assert results["epochs"] == 12 and results["global_steps"] == 12 * 8
+    assert len(results["val_mae_per_epoch"]) == 12  # the history before the interruption is kept
+    assert math.isfinite(results["test_mae"])
+
+
+def test_resume_without_an_interrupted_run_fails_clearly(tmp_path):
+    result = run_script("train.py", "resume=true", "logger=csv", f"hydra.run.dir={tmp_path / 'new'}")
+    assert result.returncode != 0 and "there is no interrupted run to continue" in result.stderr
