@@ -54,7 +54,8 @@ class CudaGraphStep:
             return output
         self.graph = torch.cuda.CUDAGraph()
         self._inputs = batch
-        with torch.cuda.graph(self.graph):
+        # thread_local: only this thread must avoid capture-unsafe calls (logger threads may use CUDA).
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self._output = self.step(batch)
         self.graph.replay()  # capture records the work without running it
         return self._output
