@@ -3,7 +3,8 @@
     python scripts/step_throughput.py [hydra overrides]      # e.g. data.static_shapes=true optim.compile=true
 
 Runs the benchmark's configuration (scripts/benchmark.py) as a bare loop: index gather on the
-device, loss (compiled when optim.compile=true), backward, fused Adam on CUDA. Comparing its
+device, MPNNModule.compute_gradients (compiled when optim.compile=true, one CUDA graph when
+optim.cuda_graph=true), fused Adam on CUDA. Comparing its
 molecules/s with the benchmark's shows the per-step cost of the training loop around the model.
 """
 
@@ -39,9 +40,7 @@ def main(overrides: list[str], steps: int = 400, warmup: int = 30) -> None:
     n = datamodule.dataset.n_max if cfg.data.static_shapes else None
 
     def step(i: int) -> None:
-        loss, _ = module.loss(datamodule.dataset.gather(index[i], n))
-        optimizer.zero_grad()
-        loss.backward()
+        module.compute_gradients(datamodule.dataset.gather(index[i], n), optimizer)
         optimizer.step()
 
     for i in range(warmup):

@@ -85,6 +85,20 @@ class MPNNModule(L.LightningModule):
     def _plain_forward_backward(self, batch: MoleculeBatch) -> torch.Tensor:
         return self._forward_backward(batch, torch.Tensor.backward)
 
+    def compute_gradients(self, batch: MoleculeBatch, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+        """Loss of `batch`, with its clipped gradients left in `.grad` for `optimizer.step()`.
+
+        Replays the captured CUDA graph under `optim.cuda_graph=true`; otherwise runs eagerly,
+        with Lightning's backward (DDP, precision) when a Trainer runs this module.
+        """
+        if self._graph_step is not None:
+            if not self._graph_step.captured:
+                optimizer.zero_grad()  # warm-up and capture allocate the gradients the graph reuses
+            return self._graph_step(batch)
+        optimizer.zero_grad()
+        attached = self._trainer is not None
+        return self._forward_backward(batch, self.manual_backward if attached else torch.Tensor.backward)
+
     def on_fit_start(self) -> None:
         if self._graph_step is not None and self.trainer.world_size > 1:
             raise ValueError("optim.cuda_graph=true runs on one device; use it without trainer=ddp")
@@ -93,13 +107,7 @@ class MPNNModule(L.LightningModule):
 
     def training_step(self, batch: MoleculeBatch, batch_idx: int) -> None:
         optimizer = self.optimizers()
-        if self._graph_step is None:
-            optimizer.zero_grad()
-            loss = self._forward_backward(batch, self.manual_backward)  # Lightning's backward: DDP, precision
-        else:
-            if not self._graph_step.captured:
-                optimizer.zero_grad()  # warm-up and capture allocate the gradients the graph reuses
-            loss = self._graph_step(batch)
+        loss = self.compute_gradients(batch, optimizer)
         optimizer.step()
         scheduler = self.lr_schedulers()
         if scheduler is not None and not isinstance(scheduler, ReduceLROnPlateau):

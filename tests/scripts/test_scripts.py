@@ -1,6 +1,7 @@
 """The command-line tools, run as users run them."""
 
 import json
+import re
 import time
 
 import pytest
@@ -57,6 +58,12 @@ def test_benchmark_quick_cpu(packed):
     numbers = json.loads(lines[-2])
     assert lines[-1] == f"speedup: {numbers['speedup']:.1f}"
     assert numbers["speedup"] >= 3, lines
+
+
+def test_step_throughput_trains_the_benchmark_step(packed):
+    result = run_script("scripts/step_throughput.py", "data.subset=2000")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.fullmatch(r"step alone \(cpu\): [1-9]\d* molecules/s", result.stdout.strip().splitlines()[-1])
 
 
 def test_prepare_data_cold_and_warm(tmp_path):
