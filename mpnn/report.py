@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
 from mpnn.targets import get_target
+from mpnn.training.run import RUN_DEFINING_KEYS
 
 
 def collect(paths: list[str | Path]) -> list[dict]:
@@ -34,4 +38,35 @@ def table(runs: list[dict]) -> str:
     ratios = [r["test_error_ratio"] for r in runs if get_target(r["target"]).chemical_accuracy]
     if ratios:
         lines.append(f"mean error ratio over {len(ratios)} runs: {sum(ratios) / len(ratios):.2f} (paper enn-s2s: 0.68)")
+    groups = seed_groups(runs)
+    if groups:
+        lines.append("runs that differ only in their seed (mean ± standard deviation):")
+    for group in groups:
+        mae = [r["test_mae"] for r in group]
+        ratio = [r["test_error_ratio"] for r in group]
+        lines.append(
+            f"{group[0]['target']:8s} {len(group)} seeds  test MAE {statistics.mean(mae):.4g} ± "
+            f"{statistics.stdev(mae):.2g} {group[0]['unit']}  error ratio {statistics.mean(ratio):.3g} ± "
+            f"{statistics.stdev(ratio):.2g}  ({', '.join(sorted(str(r['seed']) for r in group))})"
+        )
     return "\n".join(lines)
+
+
+def seed_groups(runs: list[dict]) -> list[list[dict]]:
+    """Groups of two or more runs whose configs (config_resolved.yaml) differ only in the seed."""
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(_setting(run), []).append(run)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def _setting(run: dict) -> str:
+    """What defines a run apart from its seed, as a string; a run without its config stands alone."""
+    path = Path(run["run_dir"]) / "config_resolved.yaml"
+    if not path.exists():
+        return run["run_dir"]
+    config = OmegaConf.load(path)
+    keys = [key for key in RUN_DEFINING_KEYS if key != "seed"] + ["trainer.max_epochs"]
+    values = [OmegaConf.select(config, key) for key in keys]
+    values = [OmegaConf.to_container(v) if isinstance(v, (DictConfig, ListConfig)) else v for v in values]
+    return json.dumps(dict(zip(keys, values)), sort_keys=True)

@@ -2,6 +2,7 @@
 
 import json
 import re
+import statistics
 import time
 
 import pytest
@@ -80,15 +81,15 @@ def test_prepare_data_cold_and_warm(tmp_path):
 
 
 def test_multirun_sweep_then_compare(tmp_path, packed):
-    """A real Hydra multirun over two targets, then the comparison table and error-ratio chart."""
+    """A real Hydra multirun over two targets and two seeds, then the comparison table and chart."""
     sweep = tmp_path / "sweep"
     result = run_script(
-        "train.py", "-m", "target=mu,homo", "data.subset=300", "trainer.max_epochs=1",
+        "train.py", "-m", "target=mu,homo", "seed=0,1", "data.subset=300", "trainer.max_epochs=1",
         "trainer.accelerator=cpu", "logger=csv", f"hydra.sweep.dir={sweep}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = sorted(sweep.glob("*/results.json"))
-    assert [json.loads(r.read_text())["target"] for r in runs] == ["mu", "homo"]
+    runs = [json.loads(r.read_text()) for r in sorted(sweep.glob("*/results.json"))]
+    assert sorted((r["target"], r["seed"]) for r in runs) == [("homo", 0), ("homo", 1), ("mu", 0), ("mu", 1)]
 
     chart = tmp_path / "ratios.png"
     compared = run_script("scripts/compare.py", str(sweep), "--out", str(chart))
@@ -96,7 +97,10 @@ def test_multirun_sweep_then_compare(tmp_path, packed):
     lines = compared.stdout.splitlines()
     homo = next(line for line in lines if line.startswith("homo"))
     assert " eV " in homo and "0.99" in homo  # unit and the paper's ratio
-    assert "mean error ratio over 2 runs" in compared.stdout
+    assert "mean error ratio over 4 runs" in compared.stdout
+    mu_mae = [r["test_mae"] for r in runs if r["target"] == "mu"]
+    summary = next(line for line in lines if line.startswith("mu       2 seeds"))
+    assert f"test MAE {statistics.mean(mu_mae):.4g} ± {statistics.stdev(mu_mae):.2g} D" in summary
     assert chart.stat().st_size > 1000
     missing = run_script("scripts/compare.py", str(tmp_path / "nothing"))
     assert missing.returncode != 0 and "no results.json under" in missing.stderr
