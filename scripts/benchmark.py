@@ -55,6 +55,7 @@ def run_ours(cfg, device: torch.device, max_batches: int | None) -> dict:
     trainer = L.Trainer(
         accelerator=device.type if device.type == "cuda" else "cpu",
         devices=1,
+        precision=cfg.trainer.precision,  # 32-true (TF32 matmuls) unless overridden, e.g. bf16-mixed
         max_epochs=2,  # the first epoch warms up (allocator, kernels); the second is timed
         limit_train_batches=max_batches,
         limit_val_batches=0,

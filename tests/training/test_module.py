@@ -37,11 +37,12 @@ def test_unknown_schedule_is_rejected(packed):
         build(compose_config("data.subset=100", "optim.schedule=cosine"))
 
 
-def fit(epochs: int, *overrides: str):
+def fit(epochs: int, *overrides: str, precision: str = "32-true"):
     """Train through the real Lightning Trainer on CPU; 254 training molecules, 8 batches per epoch."""
     datamodule, module = build(compose_config("data.subset=300", "data.batch_size=32", *overrides))
     trainer = L.Trainer(
         accelerator="cpu",
+        precision=precision,
         max_epochs=epochs,
         logger=False,
         enable_checkpointing=False,
@@ -63,6 +64,13 @@ def test_plateau_schedule_steps_once_per_validation(packed):
     scheduler = module.lr_schedulers()
     assert scheduler.last_epoch == 3  # the sanity-check validation does not count
     assert scheduler.best == pytest.approx(trainer.callback_metrics["val/mae"].item(), rel=0.5)
+
+
+def test_bf16_autocast_trains_with_float32_weights(packed):
+    trainer, module = fit(2, "optim.schedule=constant", precision="bf16-mixed")
+    assert trainer.global_step == 16 and trainer.callback_metrics["train/loss"].isfinite()
+    assert all(p.dtype == torch.float32 for p in module.parameters())
+    assert module.model.scaler.mean.dtype == torch.float64  # the scaler keeps its precision
 
 
 def test_gradients_are_clipped_to_the_configured_norm(packed):
