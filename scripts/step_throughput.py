@@ -1,6 +1,7 @@
 """The training step alone, without Lightning or the DataLoader: the ceiling the pipeline can reach.
 
     python scripts/step_throughput.py [hydra overrides]      # e.g. data.static_shapes=true optim.compile=true
+    python scripts/step_throughput.py --flops [overrides]   # floating-point operations of one step, by operator
 
 Runs the benchmark's configuration (scripts/benchmark.py) as a bare loop: index gather on the
 device, MPNNModule.compute_gradients (compiled when optim.compile=true, one CUDA graph when
@@ -21,6 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(overrides: list[str], steps: int = 400, warmup: int = 30) -> None:
+    count_flops = "--flops" in overrides
+    overrides = [o for o in overrides if o != "--flops"]
     from hydra import compose, initialize_config_dir
 
     from mpnn.training.run import build
@@ -38,6 +41,16 @@ def main(overrides: list[str], steps: int = 400, warmup: int = 30) -> None:
     warmup = min(warmup, steps // 2)
     index = torch.from_numpy(datamodule.split.train[: steps * batch_size].copy()).view(steps, batch_size).to(device)
     n = datamodule.dataset.n_max if cfg.data.static_shapes else None
+
+    if count_flops:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter:
+            module.compute_gradients(datamodule.dataset.gather(index[0], n), optimizer)
+        counts = counter.get_flop_counts()["Global"]
+        by_operator = {str(op).split(".")[-1]: f"{flops / 1e9:.2f}" for op, flops in counts.items()}
+        print(f"one step (forward + backward), GFLOP: {counter.get_total_flops() / 1e9:.2f} {by_operator}")
+        return
 
     def step(i: int) -> None:
         module.compute_gradients(datamodule.dataset.gather(index[i], n), optimizer)

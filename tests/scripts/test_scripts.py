@@ -65,6 +65,8 @@ def test_step_throughput_trains_the_benchmark_step(packed):
     result = run_script("scripts/step_throughput.py", "data.subset=2000")
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.fullmatch(r"step alone \(cpu\): [1-9]\d* molecules/s", result.stdout.strip().splitlines()[-1])
+    flops = run_script("scripts/step_throughput.py", "--flops", "data.subset=2000", "data.static_shapes=true")
+    assert re.match(r"one step \(forward \+ backward\), GFLOP: 53\.\d\d ", flops.stdout.strip().splitlines()[-1])
 
 
 def test_prepare_data_cold_and_warm(tmp_path):
