@@ -100,8 +100,13 @@ class MPNNModule(L.LightningModule):
         return self._forward_backward(batch, self.manual_backward if attached else torch.Tensor.backward)
 
     def on_fit_start(self) -> None:
-        if self._graph_step is not None and self.trainer.world_size > 1:
-            raise ValueError("optim.cuda_graph=true runs on one device; use it without trainer=ddp")
+        if self._graph_step is not None:  # fail before training, not at the first step that would break
+            if not getattr(self.trainer.datamodule, "static_shapes", True):
+                raise ValueError("optim.cuda_graph=true replays one batch shape; set data.static_shapes=true")
+            if self.device.type != "cuda":
+                raise ValueError(f"optim.cuda_graph=true needs a CUDA device; this run is on {self.device.type}")
+            if self.trainer.world_size > 1:
+                raise ValueError("optim.cuda_graph=true runs on one device; use it without trainer=ddp")
         if self.trainer.precision == "16-mixed":  # its loss scaling would need unscaling before clipping
             raise ValueError("trainer.precision=16-mixed is not supported; use bf16-mixed or 32-true")
 

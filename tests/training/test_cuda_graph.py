@@ -11,6 +11,20 @@ from tests.training.test_module import compose_config
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 
 
+@pytest.mark.parametrize(
+    ("static_shapes", "message"),
+    [("false", "set data.static_shapes=true"), ("true", "needs a CUDA device; this run is on cpu")],
+)
+def test_misconfigured_runs_fail_before_training(static_shapes, message, packed):
+    datamodule, module = build(
+        compose_config("data.subset=300", f"data.static_shapes={static_shapes}", "optim.cuda_graph=true")
+    )
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False)
+    with pytest.raises(ValueError, match=message):
+        trainer.fit(module, datamodule=datamodule)
+    assert trainer.global_step == 0
+
+
 def test_cpu_batches_are_refused_with_a_clear_error(datamodule_factory):
     batch = datamodule_factory(subset=300).batch(range(8))
     with pytest.raises(ValueError, match="needs a CUDA device"):
