@@ -165,7 +165,7 @@ class MPNNModule(L.LightningModule):
         # Schedulers are stepped by training_step (per step) or on_validation_epoch_end (plateau).
         if hp.schedule == "plateau":  # the PyG example's schedule, on the validation MAE
             scheduler = ReduceLROnPlateau(optimizer, mode="min", factor=0.7, patience=hp.plateau_patience, min_lr=1e-5)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/mae"}}
+            return {"optimizer": optimizer, "lr_scheduler": scheduler}
         # Gilmer et al.: constant, then linear decay to lr * F from a fraction of training onwards.
         total = max(1, int(self.trainer.estimated_stepping_batches))
         start = int(hp.decay_start * total)
@@ -177,4 +177,4 @@ class MPNNModule(L.LightningModule):
             return 1.0 - progress * (1.0 - hp.final_lr_factor)
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
