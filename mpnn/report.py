@@ -6,10 +6,10 @@ import json
 import statistics
 from pathlib import Path
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from mpnn.targets import get_target
-from mpnn.training.run import RUN_DEFINING_KEYS
+from mpnn.training.run import run_definition
 
 
 def collect(paths: list[str | Path]) -> list[dict]:
@@ -66,7 +66,6 @@ def _setting(run: dict) -> str:
     if not path.exists():
         return run["run_dir"]
     config = OmegaConf.load(path)
-    keys = [key for key in RUN_DEFINING_KEYS if key != "seed"] + ["trainer.max_epochs"]
-    values = [OmegaConf.select(config, key) for key in keys]
-    values = [OmegaConf.to_container(v) if isinstance(v, (DictConfig, ListConfig)) else v for v in values]
-    return json.dumps(dict(zip(keys, values)), sort_keys=True)
+    setting = {key: value for key, value in run_definition(config).items() if key != "seed"}
+    setting["trainer.max_epochs"] = OmegaConf.select(config, "trainer.max_epochs")
+    return json.dumps(setting, sort_keys=True)

@@ -11,6 +11,7 @@ captures as a CUDA graph and which runs eagerly everywhere else, on the CPU incl
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import lightning as L
 import torch
@@ -59,7 +60,8 @@ class MPNNModule(L.LightningModule):
         # covers edges, model, target standardisation and loss.
         mode = compile_mode or ("default" if cuda_graph else "reduce-overhead")
         self._loss = torch.compile(self._normalised_loss, mode=mode, dynamic=False) if compile else None
-        self._graph_step = CudaGraphStep(self._plain_forward_backward) if cuda_graph else None
+        plain_step = partial(self._forward_backward, backward=torch.Tensor.backward)
+        self._graph_step = CudaGraphStep(plain_step) if cuda_graph else None
         self._train_loss_sum = torch.zeros(())
         self._train_molecules = 0
 
@@ -81,9 +83,6 @@ class MPNNModule(L.LightningModule):
         if self.hparams.gradient_clip_val:
             torch.nn.utils.clip_grad_norm_(self.parameters(), self.hparams.gradient_clip_val)
         return loss.detach()
-
-    def _plain_forward_backward(self, batch: MoleculeBatch) -> torch.Tensor:
-        return self._forward_backward(batch, torch.Tensor.backward)
 
     def compute_gradients(self, batch: MoleculeBatch, optimizer: torch.optim.Optimizer) -> torch.Tensor:
         """Loss of `batch`, with its clipped gradients left in `.grad` for `optimizer.step()`.

@@ -125,6 +125,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     return results
 
 
+def run_definition(cfg: DictConfig) -> dict:
+    """The values of RUN_DEFINING_KEYS in a config, resolved to plain Python values."""
+    values = {key: OmegaConf.select(cfg, key) for key in RUN_DEFINING_KEYS}
+    return {key: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for key, v in values.items()}
+
+
 def _checkpoint_to_resume(cfg: DictConfig, run_dir: Path) -> str | None:
     """last.ckpt of an interrupted run when `resume=true`; refuses to mix two runs in one directory."""
     checkpoints = run_dir / "checkpoints"
@@ -138,9 +144,8 @@ def _checkpoint_to_resume(cfg: DictConfig, run_dir: Path) -> str | None:
     last = checkpoints / "last.ckpt"
     if not last.exists():
         raise FileNotFoundError(f"resume=true but {last} does not exist: there is no interrupted run to continue")
-    saved = OmegaConf.load(run_dir / "config_resolved.yaml")
-    now = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    changed = [key for key in RUN_DEFINING_KEYS if OmegaConf.select(saved, key) != OmegaConf.select(now, key)]
+    saved = run_definition(OmegaConf.load(run_dir / "config_resolved.yaml"))
+    changed = [key for key, value in run_definition(cfg).items() if saved[key] != value]
     if changed:
         raise ValueError(
             f"resume=true with settings that differ from the interrupted run: {', '.join(changed)} "
