@@ -3,10 +3,12 @@
 import lightning as L
 import pytest
 import torch
+from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensor, FakeTensorMode
 
 from mpnn.training.cuda_graph import CudaGraphStep, _copy_into
 from mpnn.training.run import build
 from tests.training.test_module import compose_config
+from tests.training.test_train import config_choices
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 
@@ -37,6 +39,30 @@ def test_batches_of_another_shape_are_refused(datamodule_factory):
     assert small.x.shape != large.x.shape
     with pytest.raises(ValueError, match="set data.static_shapes=true"):
         _copy_into(small, large)
+
+
+@pytest.mark.parametrize("choice", config_choices(), ids=" ".join)
+def test_every_config_steps_without_host_synchronisation(choice, packed):
+    """A CUDA graph cannot capture a step that waits for the host (`.item()`, data-dependent shapes).
+
+    Fake tensors carry shapes but no values, so they raise on exactly those; this checks on the CPU
+    what capture needs, for the whole captured step (forward, loss, backward, clipping) of every
+    model, message and experiment.
+    """
+    datamodule, module = build(compose_config(*choice, "data.subset=300", "data.static_shapes=true"))
+    batch = datamodule.batch(datamodule.split.train[:16])
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        loss = module._forward_backward(batch, backward=torch.Tensor.backward)
+    assert isinstance(loss, FakeTensor) and loss.shape == ()
+    assert all(isinstance(p.grad, FakeTensor) for p in module.parameters())
+
+
+def test_the_fake_tensor_check_catches_a_host_synchronisation(packed):
+    datamodule, module = build(compose_config("data.subset=300", "data.static_shapes=true"))
+    forward = module.model.forward
+    module.model.forward = lambda batch: forward(batch) * (forward(batch).sum().item() > 0)
+    with pytest.raises(DataDependentOutputException), FakeTensorMode(allow_non_fake_inputs=True):
+        module._forward_backward(datamodule.batch(range(16)), backward=torch.Tensor.backward)
 
 
 def _train_steps(cuda_graph: bool, steps: int = 8) -> list[torch.Tensor]:
