@@ -6,6 +6,7 @@ import json
 import statistics
 from pathlib import Path
 
+import numpy as np
 from omegaconf import OmegaConf
 
 from mpnn.targets import get_target
@@ -40,16 +41,46 @@ def table(runs: list[dict]) -> str:
         lines.append(f"mean error ratio over {len(ratios)} runs: {sum(ratios) / len(ratios):.2f} (paper enn-s2s: 0.68)")
     groups = seed_groups(runs)
     if groups:
-        lines.append("runs that differ only in their seed (mean ± standard deviation):")
+        lines.append("runs that differ only in their seed (mean ± standard deviation; ensemble = mean prediction):")
     for group in groups:
+        target = get_target(group[0]["target"])
         mae = [r["test_mae"] for r in group]
         ratio = [r["test_error_ratio"] for r in group]
-        lines.append(
-            f"{group[0]['target']:8s} {len(group)} seeds  test MAE {statistics.mean(mae):.4g} ± "
-            f"{statistics.stdev(mae):.2g} {group[0]['unit']}  error ratio {statistics.mean(ratio):.3g} ± "
+        line = (
+            f"{target.name:8s} {len(group)} seeds  test MAE {statistics.mean(mae):.4g} ± "
+            f"{statistics.stdev(mae):.2g} {target.unit}  error ratio {statistics.mean(ratio):.3g} ± "
             f"{statistics.stdev(ratio):.2g}  ({', '.join(sorted(str(r['seed']) for r in group))})"
         )
+        try:
+            ensemble = ensemble_mae(group)
+        except ValueError as error:
+            lines.append(f"{line}\n         no ensemble: {error}")
+            continue
+        line += f"\n         ensemble of {len(group)}: test MAE {ensemble:.4g} {target.unit}"
+        if target.chemical_accuracy:
+            line += f"  error ratio {ensemble / target.chemical_accuracy:.3g}"
+        if target.paper_ens5_ratio:
+            line += f" (paper ens5: {target.paper_ens5_ratio:.2f})"
+        lines.append(line)
     return "\n".join(lines)
+
+
+def ensemble_mae(runs: list[dict]) -> float:
+    """Test MAE of the runs' mean prediction (each run's test_predictions.npz, same test molecules)."""
+    predictions, reference = [], None
+    for run in runs:
+        path = Path(run["run_dir"]) / "test_predictions.npz"
+        if not path.exists():
+            raise ValueError(f"{path} is missing")
+        with np.load(path) as saved:
+            order = np.argsort(saved["index"])
+            index, prediction, target = saved["index"][order], saved["prediction"][order], saved["target"][order]
+        if reference is None:
+            reference = (index, target)
+        elif not np.array_equal(index, reference[0]):
+            raise ValueError(f"{run['run_dir']} was tested on other molecules (another split or subset)")
+        predictions.append(prediction)
+    return float(np.abs(np.mean(predictions, axis=0) - reference[1]).mean())
 
 
 def seed_groups(runs: list[dict]) -> list[list[dict]]:

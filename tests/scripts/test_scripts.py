@@ -4,7 +4,9 @@ import json
 import re
 import statistics
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO, run_script, train
@@ -82,6 +84,11 @@ def test_prepare_data_cold_and_warm(tmp_path):
     assert seconds < 10
 
 
+def _target_of(run_dir: Path) -> str | None:
+    results = run_dir / "results.json"
+    return json.loads(results.read_text())["target"] if results.exists() else None
+
+
 def test_multirun_sweep_then_compare(tmp_path, packed):
     """A real Hydra multirun over two targets and two seeds, then the comparison table and chart."""
     sweep = tmp_path / "sweep"
@@ -103,6 +110,13 @@ def test_multirun_sweep_then_compare(tmp_path, packed):
     mu_mae = [r["test_mae"] for r in runs if r["target"] == "mu"]
     summary = next(line for line in lines if line.startswith("mu       2 seeds"))
     assert f"test MAE {statistics.mean(mu_mae):.4g} ± {statistics.stdev(mu_mae):.2g} D" in summary
+    saved = [np.load(d / "test_predictions.npz") for d in sorted(sweep.iterdir()) if _target_of(d) == "mu"]
+    assert np.array_equal(saved[0]["index"], saved[1]["index"])
+    ensemble = np.abs((saved[0]["prediction"] + saved[1]["prediction"]) / 2 - saved[0]["target"]).mean()
+    assert ensemble <= statistics.mean(mu_mae) + 1e-9  # |mean error| <= mean |error|, molecule by molecule
+    ensemble_line = lines[lines.index(summary) + 1]
+    expected = f"ensemble of 2: test MAE {ensemble:.4g} D  error ratio {ensemble / 0.1:.3g} (paper ens5: 0.20)"
+    assert expected in ensemble_line
     assert chart.stat().st_size > 1000
     missing = run_script("scripts/compare.py", str(tmp_path / "nothing"))
     assert missing.returncode != 0 and "no results.json under" in missing.stderr
