@@ -1,7 +1,8 @@
 """Compare runs against chemical accuracy: `python scripts/compare.py outputs/sweeps/<date> [more dirs]`.
 
-Prints one line per run (test MAE, error ratio, the paper's enn-s2s ratio) and draws
-error_ratios.png (or --out PATH) with chemical accuracy as the reference line.
+Prints one line per run (test MAE, error ratio, the paper's enn-s2s ratio), seed groups as
+mean ± standard deviation and as an ensemble, and draws error_ratios.png (--out) and
+learning_curves.png (--curves), with chemical accuracy as the reference line.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ sys.path.insert(0, str(ROOT))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", help="run or sweep directories, or results.json files")
-    parser.add_argument("--out", default="error_ratios.png", help="where to draw the chart")
+    parser.add_argument("--out", default="error_ratios.png", help="where to draw the error-ratio chart")
+    parser.add_argument("--curves", default="learning_curves.png", help="where to draw the validation curves")
     args = parser.parse_args()
 
     from mpnn.report import collect, table
-    from mpnn.training.plots import draw_error_ratios
+    from mpnn.training.plots import draw_error_ratios, draw_learning_curves
 
     try:
         runs = collect(args.paths)
@@ -29,7 +31,8 @@ def main() -> None:
         parser.error(str(error))
     print(table(runs))
     draw_error_ratios(runs, Path(args.out))
-    print(f"chart: {args.out}")
+    draw_learning_curves(runs, Path(args.curves))
+    print(f"charts: {args.out}, {args.curves}")
 
 
 if __name__ == "__main__":

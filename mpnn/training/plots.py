@@ -1,4 +1,4 @@
-"""Figures people look at rather than read: parity, learning curve, prediction dynamics."""
+"""Figures people look at rather than read: parity, learning curves, prediction dynamics, error ratios."""
 
 from __future__ import annotations
 
@@ -90,6 +90,43 @@ def draw_error_ratios(runs: list[dict], path: Path) -> None:
     ax.set_xticks(x, labels, fontsize=7)
     ax.set_ylabel("test MAE / chemical accuracy")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def draw_learning_curves(runs: list[dict], path: Path) -> None:
+    """Validation error ratio per epoch of many runs, one panel per target, against chemical accuracy."""
+    from mpnn.targets import get_target
+
+    plt = _pyplot()
+    by_target: dict[str, list[dict]] = {}
+    for run in sorted(runs, key=lambda r: (r["target"], r["run_dir"])):
+        if run.get("val_mae_per_epoch"):
+            by_target.setdefault(run["target"], []).append(run)
+    if not by_target:
+        return
+    columns = min(4, len(by_target))
+    rows = -(-len(by_target) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows), squeeze=False)
+    for ax, (name, target_runs) in zip(axes.flat, by_target.items()):
+        target = get_target(name)
+        scale = target.chemical_accuracy or 1.0
+        for run in target_runs:
+            curve = np.asarray(run["val_mae_per_epoch"]) / scale
+            label = f"{Path(run['run_dir']).name[:24]} (seed {run.get('seed')})"
+            ax.plot(np.arange(1, len(curve) + 1), curve, lw=1, label=label)
+        if target.chemical_accuracy:
+            ax.axhline(1.0, color="g", ls="--", lw=1, label="chemical accuracy")
+        if target.paper_enn_s2s_ratio:
+            ax.axhline(target.paper_enn_s2s_ratio, color="r", ls=":", lw=1, label="Gilmer et al. enn-s2s")
+        ax.set_yscale("log")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation MAE / chemical accuracy" if target.chemical_accuracy else f"MAE ({target.unit})")
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(by_target) :]:
+        ax.set_visible(False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -101,7 +101,8 @@ def test_multirun_sweep_then_compare(tmp_path, packed):
     assert sorted((r["target"], r["seed"]) for r in runs) == [("homo", 0), ("homo", 1), ("mu", 0), ("mu", 1)]
 
     chart = tmp_path / "ratios.png"
-    compared = run_script("scripts/compare.py", str(sweep), "--out", str(chart))
+    curves = tmp_path / "curves.png"
+    compared = run_script("scripts/compare.py", str(sweep), "--out", str(chart), "--curves", str(curves))
     assert compared.returncode == 0, compared.stderr
     lines = compared.stdout.splitlines()
     homo = next(line for line in lines if line.startswith("homo"))
@@ -117,6 +118,6 @@ def test_multirun_sweep_then_compare(tmp_path, packed):
     ensemble_line = lines[lines.index(summary) + 1]
     expected = f"ensemble of 2: test MAE {ensemble:.4g} D  error ratio {ensemble / 0.1:.3g} (paper ens5: 0.20)"
     assert expected in ensemble_line
-    assert chart.stat().st_size > 1000
+    assert chart.stat().st_size > 1000 and curves.stat().st_size > 1000
     missing = run_script("scripts/compare.py", str(tmp_path / "nothing"))
     assert missing.returncode != 0 and "no results.json under" in missing.stderr
