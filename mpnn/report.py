@@ -91,12 +91,39 @@ def seed_groups(runs: list[dict]) -> list[list[dict]]:
     return [group for group in groups.values() if len(group) > 1]
 
 
-def _setting(run: dict) -> str:
-    """What defines a run apart from its seed, as a string; a run without its config stands alone."""
+def training_size_groups(runs: list[dict]) -> dict[str, dict[int, list[float]]]:
+    """Test error ratios by number of training molecules, for settings run at two or more sizes.
+
+    Runs that differ only in seed and `data.train_size` form one group, named by their task
+    (e.g. "mu-edge_net"); only targets with a chemical accuracy count.
+    """
+    groups: dict[str, tuple[str, dict[int, list[float]]]] = {}
+    for run in sorted(runs, key=lambda r: r["run_dir"]):
+        if get_target(run["target"]).chemical_accuracy and "molecules" in run:
+            name, sizes = groups.setdefault(_setting(run, ignore=("seed", "data.train_size")), (_task_name(run), {}))
+            sizes.setdefault(run["molecules"]["train"], []).append(run["test_error_ratio"])
+    named: dict[str, dict[int, list[float]]] = {}
+    for name, sizes in groups.values():
+        if len(sizes) > 1:
+            named[name if name not in named else f"{name} ({len(named) + 1})"] = sizes
+    return named
+
+
+def _config(run: dict):
     path = Path(run["run_dir"]) / "config_resolved.yaml"
-    if not path.exists():
+    return OmegaConf.load(path) if path.exists() else None
+
+
+def _task_name(run: dict) -> str:
+    config = _config(run)
+    return str(OmegaConf.select(config, "task_name", default=run["target"])) if config else run["target"]
+
+
+def _setting(run: dict, ignore: tuple[str, ...] = ("seed",)) -> str:
+    """What defines a run apart from the `ignore` keys, as a string; a run without its config stands alone."""
+    config = _config(run)
+    if config is None:
         return run["run_dir"]
-    config = OmegaConf.load(path)
-    setting = {key: value for key, value in run_definition(config).items() if key != "seed"}
+    setting = {key: value for key, value in run_definition(config).items() if key not in ignore}
     setting["trainer.max_epochs"] = OmegaConf.select(config, "trainer.max_epochs")
     return json.dumps(setting, sort_keys=True)

@@ -1,8 +1,9 @@
 """Compare runs against chemical accuracy: `python scripts/compare.py outputs/sweeps/<date> [more dirs]`.
 
 Prints one line per run (test MAE, error ratio, the paper's enn-s2s ratio), seed groups as
-mean ± standard deviation and as an ensemble, and draws error_ratios.png (--out) and
-learning_curves.png (--curves), with chemical accuracy as the reference line.
+mean ± standard deviation and as an ensemble, and draws error_ratios.png (--out),
+learning_curves.png (--curves) and, for targets run at several training-set sizes
+(`data.train_size`), training_sizes.png (--sizes), with chemical accuracy as the reference line.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ def main() -> None:
     parser.add_argument("paths", nargs="+", help="run or sweep directories, or results.json files")
     parser.add_argument("--out", default="error_ratios.png", help="where to draw the error-ratio chart")
     parser.add_argument("--curves", default="learning_curves.png", help="where to draw the validation curves")
+    parser.add_argument("--sizes", default="training_sizes.png", help="where to draw error against training size")
     args = parser.parse_args()
 
-    from mpnn.report import collect, table
-    from mpnn.training.plots import draw_error_ratios, draw_learning_curves
+    from mpnn.report import collect, table, training_size_groups
+    from mpnn.training.plots import draw_error_ratios, draw_learning_curves, draw_training_sizes
 
     try:
         runs = collect(args.paths)
@@ -32,7 +34,12 @@ def main() -> None:
     print(table(runs))
     draw_error_ratios(runs, Path(args.out))
     draw_learning_curves(runs, Path(args.curves))
-    print(f"charts: {args.out}, {args.curves}")
+    charts = [args.out, args.curves]
+    groups = training_size_groups(runs)
+    if groups:
+        draw_training_sizes(groups, Path(args.sizes))
+        charts.append(args.sizes)
+    print(f"charts: {', '.join(charts)}")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ class QM9DataModule(L.LightningDataModule):
         batch_size: int = 128,
         eval_batch_size: int = 512,
         subset: int | None = None,
+        train_size: int | None = None,
         split_seed: int = 0,
         static_shapes: bool = False,
     ):
@@ -60,6 +61,7 @@ class QM9DataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.subset = subset
+        self.train_size = train_size
         self.split_seed = split_seed
         self.static_shapes = static_shapes
         self.dataset: PaddedQM9 | None = None
@@ -77,7 +79,7 @@ class QM9DataModule(L.LightningDataModule):
         self.dataset = PaddedQM9(packed, self.target_column, self.explicit_h)
         self.split_file = self.cache_file.with_name(f"{self.cache_file.stem}_split_seed{self.split_seed}.npy")
         permutation = load_or_create_permutation(self.split_file, len(packed), self.split_seed)
-        self.split = make_split(permutation, self.subset)
+        self.split = make_split(permutation, self.subset, self.train_size)
 
     # Target statistics of the training split only: they become the model's scaler buffers.
     def target_statistics(self) -> tuple[float, float]:

@@ -130,3 +130,25 @@ def draw_learning_curves(runs: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def draw_training_sizes(groups: dict[str, dict[int, list[float]]], path: Path) -> None:
+    """Test error ratio against the number of training molecules (`mpnn.report.training_size_groups`)."""
+    from mpnn.targets import PAPER_MU_RATIO_BY_TRAIN_SIZE
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, sizes in groups.items():
+        x = sorted(sizes)
+        ax.plot(x, [np.mean(sizes[size]) for size in x], marker="o", label=f"{name} (mean over seeds)")
+    paper = sorted(PAPER_MU_RATIO_BY_TRAIN_SIZE.items())
+    ax.plot(*zip(*paper), "r:", marker="s", label="Gilmer et al. enn-s2s, mu")
+    ax.axhline(1.0, color="g", ls="--", label="chemical accuracy")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training molecules")
+    ax.set_ylabel("test MAE / chemical accuracy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -40,8 +40,8 @@ def build(cfg: DictConfig) -> tuple[QM9DataModule, MPNNModule]:
 # What defines a run: a resumed run must match its start in these (speed, trainer and logging may change).
 RUN_DEFINING_KEYS = (
     "target", "seed", "model", "data.edges", "data.virtual_edges", "data.explicit_h", "data.batch_size",
-    "data.subset", "data.split_seed", "optim.lr", "optim.weight_decay", "optim.schedule", "optim.decay_start",
-    "optim.final_lr_factor", "optim.plateau_patience", "optim.gradient_clip_val",
+    "data.subset", "data.train_size", "data.split_seed", "optim.lr", "optim.weight_decay", "optim.schedule",
+    "optim.decay_start", "optim.final_lr_factor", "optim.plateau_patience", "optim.gradient_clip_val",
 )  # fmt: skip
 
 

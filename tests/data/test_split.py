@@ -19,6 +19,24 @@ def test_subset_split_is_proportionate_and_nested():
         make_split(permutation, 5)
 
 
+def test_train_size_shrinks_training_only_and_nests():
+    permutation = np.random.default_rng(0).permutation(130_831)
+    full, small, large = (
+        make_split(permutation),
+        make_split(permutation, train_size=11_000),
+        make_split(permutation, train_size=35_000),
+    )
+    for split in (small, large):
+        np.testing.assert_array_equal(split.val, full.val)
+        np.testing.assert_array_equal(split.test, full.test)
+    assert (len(small.train), len(large.train)) == (11_000, 35_000)
+    assert set(small.train) < set(large.train) < set(full.train)
+    with pytest.raises(ValueError, match=r"data.train_size=110832 is out of range; use 1..110831"):
+        make_split(permutation, train_size=110_832)
+    with pytest.raises(ValueError, match=r"use 1..1694 \(the training split\)"):
+        make_split(permutation, subset=2000, train_size=2000)
+
+
 def test_permutation_is_saved_and_reused(tmp_path):
     path = tmp_path / "split.npy"
     first = load_or_create_permutation(path, 1000, seed=1)

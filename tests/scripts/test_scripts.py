@@ -101,8 +101,10 @@ def test_multirun_sweep_then_compare(tmp_path, packed):
     assert sorted((r["target"], r["seed"]) for r in runs) == [("homo", 0), ("homo", 1), ("mu", 0), ("mu", 1)]
 
     chart = tmp_path / "ratios.png"
-    curves = tmp_path / "curves.png"
-    compared = run_script("scripts/compare.py", str(sweep), "--out", str(chart), "--curves", str(curves))
+    curves, sizes = tmp_path / "curves.png", tmp_path / "sizes.png"
+    compared = run_script(
+        "scripts/compare.py", str(sweep), "--out", str(chart), "--curves", str(curves), "--sizes", str(sizes)
+    )
     assert compared.returncode == 0, compared.stderr
     lines = compared.stdout.splitlines()
     homo = next(line for line in lines if line.startswith("homo"))
@@ -119,5 +121,26 @@ def test_multirun_sweep_then_compare(tmp_path, packed):
     expected = f"ensemble of 2: test MAE {ensemble:.4g} D  error ratio {ensemble / 0.1:.3g} (paper ens5: 0.20)"
     assert expected in ensemble_line
     assert chart.stat().st_size > 1000 and curves.stat().st_size > 1000
+    assert not sizes.exists()  # one training-set size only: nothing to draw
     missing = run_script("scripts/compare.py", str(tmp_path / "nothing"))
     assert missing.returncode != 0 and "no results.json under" in missing.stderr
+
+
+def test_training_set_size_sweep(tmp_path, packed):
+    """data.train_size shrinks the training split only; compare.py draws error against training size."""
+    sweep = tmp_path / "sweep"
+    result = run_script(
+        "train.py", "-m", "target=mu", "data.train_size=100,400", "data.subset=600", "trainer.max_epochs=1",
+        "trainer.accelerator=cpu", "logger=none", f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = [json.loads(r.read_text()) for r in sorted(sweep.glob("*/results.json"))]
+    assert sorted(r["molecules"]["train"] for r in runs) == [100, 400]
+    assert {(r["molecules"]["val"], r["molecules"]["test"]) for r in runs} == {(46, 46)}
+    sizes = tmp_path / "sizes.png"
+    charts = ("--out", str(tmp_path / "r.png"), "--curves", str(tmp_path / "c.png"), "--sizes", str(sizes))
+    compared = run_script("scripts/compare.py", str(sweep), *charts)
+    assert compared.returncode == 0, compared.stderr
+    assert str(sizes) in compared.stdout and sizes.stat().st_size > 1000
+    too_large = run_script("train.py", "data.train_size=600", "data.subset=600", f"hydra.run.dir={tmp_path / 'x'}")
+    assert too_large.returncode != 0 and "data.train_size=600 is out of range; use 1..508" in too_large.stderr
