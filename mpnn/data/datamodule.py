@@ -53,6 +53,11 @@ class QM9DataModule(L.LightningDataModule):
         static_shapes: bool = False,
     ):
         super().__init__()
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if value < 1:
+                raise ValueError(f"data.{name}={value} must be a positive number of molecules")
+        if split_seed < 0:
+            raise ValueError(f"data.split_seed={split_seed} must be a non-negative integer")
         self.target = get_target(target)
         self.target_column = TARGET_NAMES.index(target)
         self.edge_featurizer = EdgeFeaturizer(edges, virtual_edges)

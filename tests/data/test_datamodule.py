@@ -1,5 +1,10 @@
+import re
+
 import numpy as np
+import pytest
 import torch
+
+from mpnn.data.datamodule import QM9DataModule
 
 
 def test_loaders_cover_each_split_once(datamodule_factory):
@@ -31,3 +36,17 @@ def test_target_statistics_come_from_the_training_split(datamodule_factory):
     y = dm.dataset.y[torch.from_numpy(dm.split.train)]
     assert mean == float(y.mean()) and std == float(y.std())
     assert 5 < mean < 9  # HOMO-LUMO gap in eV
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"batch_size": 0}, "data.batch_size=0 must be a positive number"),
+        ({"eval_batch_size": -5}, "data.eval_batch_size=-5 must be a positive number"),
+        ({"split_seed": -1}, "data.split_seed=-1 must be a non-negative integer"),
+        ({"edges": "bonds"}, "unknown data.edges='bonds'; valid: chemical_graph, distance_bins, raw_distance"),
+    ],
+)
+def test_bad_settings_fail_with_the_valid_range(setting, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        QM9DataModule(**setting)
