@@ -1,5 +1,6 @@
 # GPU image: CUDA runtime + the project. Build: docker build -t mpnn-qm9 .
-# Run:   docker run --gpus all -v $PWD/outputs:/app/outputs -v $PWD/data:/app/data mpnn-qm9 target=mu
+# Run:   docker run --gpus all -v $PWD/outputs:/app/outputs mpnn-qm9 target=mu
+# (the featurized cache is inside the image; mounting a folder over /app/data would hide it)
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1
 RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv python3-pip \
