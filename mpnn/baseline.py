@@ -8,6 +8,7 @@ Molecules come from this project's cache, so both pipelines see the same data.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -48,7 +49,7 @@ class Complete:
 class MoleculeList(PyGDataset):
     """In-memory list of Data objects with a per-sample transform, like QM9(transform=...)."""
 
-    def __init__(self, molecules: list[Data], transform=None):
+    def __init__(self, molecules: list[Data], transform: Callable[[Data], Data] | None = None):
         super().__init__(None, transform)
         self.molecules = molecules
 

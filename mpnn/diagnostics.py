@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 
@@ -53,7 +54,7 @@ def _mae(module: MPNNModule, batches: list[MoleculeBatch], zero_inputs: bool = F
     return torch.cat(errors).mean().item()
 
 
-def _batches(datamodule: QM9DataModule, indices, size: int) -> list[MoleculeBatch]:
+def _batches(datamodule: QM9DataModule, indices: np.ndarray, size: int) -> list[MoleculeBatch]:
     return [datamodule.batch(indices[i : i + size]) for i in range(0, len(indices), size)]
 
 

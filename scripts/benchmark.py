@@ -17,8 +17,13 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+from omegaconf import DictConfig
+
+if TYPE_CHECKING:
+    from mpnn.data.datamodule import QM9DataModule
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -44,7 +49,7 @@ def _peak_memory(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 
-def run_ours(cfg, device: torch.device, max_batches: int | None) -> dict:
+def run_ours(cfg: DictConfig, device: torch.device, max_batches: int | None) -> dict:
     import lightning as L
 
     from mpnn.training.callbacks import Throughput
@@ -76,7 +81,7 @@ def run_ours(cfg, device: torch.device, max_batches: int | None) -> dict:
     }, datamodule
 
 
-def run_baseline(datamodule, device: torch.device, steps: int, warmup: int, workers: int) -> dict:
+def run_baseline(datamodule: QM9DataModule, device: torch.device, steps: int, warmup: int, workers: int) -> dict:
     from torch_geometric.loader import DataLoader
 
     from mpnn.baseline import ExampleNet, MoleculeList, example_transform, to_pyg

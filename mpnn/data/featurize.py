@@ -14,11 +14,16 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from mpnn.data.source import RawQM9
+
+if TYPE_CHECKING:  # rdkit is imported lazily: loading the cache must not need it
+    from rdkit import Chem
+    from rdkit.Chem.rdMolChemicalFeatures import MolChemicalFeatureFactory
 
 # Paths a molecule can take, in order of preference (stored per molecule as uint8 codes).
 PATHS = ("template", "hueckel", "geometry", "connectivity_only")
@@ -69,16 +74,16 @@ def _quiet_stderr():
         os.close(devnull)
 
 
-def _atoms(mol) -> list:
+def _atoms(mol: Chem.Mol) -> list:
     # Index access: RDKit's atom/bond sequence wrappers cost more than the chemistry here.
     return [mol.GetAtomWithIdx(i) for i in range(mol.GetNumAtoms())]
 
 
-def _bonds(mol) -> list:
+def _bonds(mol: Chem.Mol) -> list:
     return [mol.GetBondWithIdx(i) for i in range(mol.GetNumBonds())]
 
 
-def assign_bond_orders_from_template(template, mol):
+def assign_bond_orders_from_template(template: Chem.Mol, mol: Chem.Mol) -> Chem.Mol:
     """RDKit's AllChem.AssignBondOrdersFromTemplate, rewritten for speed (same result).
 
     RDKit's version enumerates every substructure match (with explicit hydrogens, every
@@ -153,7 +158,9 @@ def _bonded_mol(smiles: str, z: np.ndarray, pos: np.ndarray):
     return mol, len(strategies)
 
 
-def featurize_molecule(smiles: str, z: np.ndarray, pos: np.ndarray, factory=None) -> tuple[dict, list, int]:
+def featurize_molecule(
+    smiles: str, z: np.ndarray, pos: np.ndarray, factory: MolChemicalFeatureFactory | None = None
+) -> tuple[dict, list, int]:
     """Featurize one molecule; returns (per-atom feature lists, bonds, path code)."""
     from rdkit import Chem
 

@@ -155,7 +155,7 @@ class MPNNModule(L.LightningModule):
     def test_step(self, batch: MoleculeBatch, batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict:
         hp = self.hparams
         fused = self.device.type == "cuda"  # one fused kernel instead of many small ones
         optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, fused=fused)
