@@ -62,6 +62,15 @@ def test_runs_without_any_logger(tmp_path, packed):
     assert math.isfinite(results["test_mae"]) and not (tmp_path / "run" / "wandb").exists()
 
 
+def test_a_seed_fixes_the_whole_run(tmp_path, packed):
+    """Same seed, same numbers (initialisation, shuffling, every epoch); another seed, other numbers."""
+    settings = ("logger=none", "data.subset=300", "trainer.max_epochs=2")
+    first, again = (train(tmp_path / name, *settings, "seed=3") for name in ("first", "again"))
+    other = train(tmp_path / "other", *settings, "seed=4")
+    assert first["val_mae_per_epoch"] == again["val_mae_per_epoch"] and first["test_mae"] == again["test_mae"]
+    assert first["val_mae_per_epoch"] != other["val_mae_per_epoch"]
+
+
 def test_unknown_target_fails_with_valid_names(tmp_path):
     result = run_script("train.py", "target=dipole", f"hydra.run.dir={tmp_path}", "logger=csv")
     assert result.returncode != 0
