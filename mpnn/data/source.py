@@ -50,6 +50,15 @@ def qm9pack_version() -> str:
     return version("qm9pack")
 
 
+def read_smiles() -> dict[int, str]:
+    """SMILES of every molecule, keyed by QM9 index (a few seconds: two columns only)."""
+    import pandas as pd
+
+    frames = [pd.read_csv(qm9pack_data_dir() / part, usecols=["Index", "SMILES"]) for part in _PARTS]
+    frame = pd.concat(frames, ignore_index=True)
+    return dict(zip(frame["Index"].tolist(), frame["SMILES"].tolist()))
+
+
 def read_qm9(limit: int | None = None) -> RawQM9:
     """Read all molecules (or the first `limit`, for tests) and convert targets to physical units."""
     import pandas as pd

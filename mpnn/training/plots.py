@@ -152,3 +152,27 @@ def draw_training_sizes(groups: dict[str, dict[int, list[float]]], path: Path) -
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def draw_error_breakdown(frame, target: Target, path: Path) -> None:
+    """Test MAE by number of heavy atoms (with molecule counts) and the distribution of errors."""
+    from mpnn.analysis import breakdown
+
+    plt = _pyplot()
+    by_size = breakdown(frame, "heavy_atoms")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    bars = left.bar(by_size.index, by_size["mae"])
+    left.bar_label(bars, labels=[str(n) for n in by_size["molecules"]], fontsize=7)
+    left.set_xticks(by_size.index)
+    if target.chemical_accuracy:
+        left.axhline(target.chemical_accuracy, color="g", ls="--", label="chemical accuracy")
+        left.legend(fontsize=8)
+    left.set_xlabel("heavy atoms (bar labels: test molecules)")
+    left.set_ylabel(f"test MAE ({target.unit})")
+    right.hist(frame["error"], bins=80, log=True)
+    right.set_xlabel(f"predicted - DFT ({target.unit})")
+    right.set_ylabel("test molecules")
+    fig.suptitle(f"{target.name}: test errors", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
