@@ -1,4 +1,4 @@
-"""Compare finished runs against chemical accuracy and the paper: a table and an error-ratio chart."""
+"""Compare finished runs against chemical accuracy and the paper: seeds, ensembles, training-set sizes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from mpnn.targets import get_target
 from mpnn.training.run import run_definition
@@ -109,7 +109,7 @@ def training_size_groups(runs: list[dict]) -> dict[str, dict[int, list[float]]]:
     return named
 
 
-def _config(run: dict):
+def _config(run: dict) -> DictConfig | None:
     path = Path(run["run_dir"]) / "config_resolved.yaml"
     return OmegaConf.load(path) if path.exists() else None
 
