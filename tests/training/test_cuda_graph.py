@@ -33,6 +33,21 @@ def test_cpu_batches_are_refused_with_a_clear_error(datamodule_factory):
         CudaGraphStep(lambda b: b.y.sum())(batch)
 
 
+def test_a_new_batch_is_copied_into_every_captured_tensor(datamodule_factory):
+    """Edges built outside the model (QM9DataModule.batch) are inputs too, and must be copied."""
+    datamodule = datamodule_factory(subset=300, static_shapes=True)
+    static, batch = datamodule.batch(range(8)), datamodule.batch(range(8, 16))
+    assert static.edges is not None and not torch.equal(static.edges.features, batch.edges.features)
+    _copy_into(static, batch)
+    for name in ("x", "pos", "bond", "mask", "y", "index"):
+        assert torch.equal(getattr(static, name), getattr(batch, name)), name
+    assert torch.equal(static.edges.features, batch.edges.features)
+    assert torch.equal(static.edges.adjacency, batch.edges.adjacency)
+    batch.edges = None
+    with pytest.raises(ValueError, match="batch.edges is set in one batch only"):
+        _copy_into(static, batch)
+
+
 def test_batches_of_another_shape_are_refused(datamodule_factory):
     datamodule = datamodule_factory(subset=300)
     small, large = datamodule.batch([0]), datamodule.batch(range(8))  # dynamic shapes: padded to the largest molecule
