@@ -8,7 +8,7 @@ captured graph costs a single launch, so the host stays ahead and the GPU never 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -19,18 +19,30 @@ class CudaGraphStep:
     """Runs `step(batch)` eagerly for `warmup` calls, then captures it once and replays it.
 
     Each later batch is copied into the tensors the graph was captured with, so all batches
-    must have one shape (`data.static_shapes=true`). The caller must leave the parameters'
-    `.grad` tensors in place after capture (no `zero_grad(set_to_none=True)`): the graph
-    writes the gradients into them. The returned tensor is overwritten by the next replay.
+    must have one shape (`data.static_shapes=true`). The returned tensor is overwritten by the
+    next replay.
+
+    Gradients: every call computes them afresh (`.grad` is cleared first, never accumulated).
+    The captured graph writes them into tensors it allocated during capture, and after each
+    replay these are attached to the parameters again, so that a `zero_grad(set_to_none=True)`
+    elsewhere (Lightning calls one before every validation) cannot cut them off from the
+    optimizer.
     """
 
-    def __init__(self, step: Callable[[MoleculeBatch], torch.Tensor], warmup: int = 3):
+    def __init__(
+        self,
+        step: Callable[[MoleculeBatch], torch.Tensor],
+        parameters: Callable[[], Iterable[torch.nn.Parameter]],
+        warmup: int = 3,
+    ):
         self.step = step
+        self.parameters = parameters
         self.warmup = warmup
         self.eager_calls = 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self._inputs: MoleculeBatch | None = None
         self._output: torch.Tensor | None = None
+        self._gradients: list[tuple[torch.nn.Parameter, torch.Tensor | None]] = []
 
     @property
     def captured(self) -> bool:
@@ -40,9 +52,14 @@ class CudaGraphStep:
         if self.graph is not None:
             _copy_into(self._inputs, batch)
             self.graph.replay()
+            for parameter, gradient in self._gradients:
+                parameter.grad = gradient
             return self._output
         if batch.x.device.type != "cuda":
             raise ValueError(f"optim.cuda_graph=true needs a CUDA device; this batch is on {batch.x.device}")
+        parameters = [p for p in self.parameters() if p.requires_grad]
+        for parameter in parameters:
+            parameter.grad = None  # fresh gradients; during capture, allocated in the graph's memory
         if self.eager_calls < self.warmup:
             # Warm-up (compilation, cuBLAS workspaces, autograd streams) on a side stream, as capture requires.
             self.eager_calls += 1
@@ -57,6 +74,7 @@ class CudaGraphStep:
         # thread_local: only this thread must avoid capture-unsafe calls (logger threads may use CUDA).
         with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self._output = self.step(batch)
+        self._gradients = [(p, p.grad) for p in parameters]
         self.graph.replay()  # capture records the work without running it
         return self._output
 

@@ -61,7 +61,7 @@ class MPNNModule(L.LightningModule):
         mode = compile_mode or ("default" if cuda_graph else "reduce-overhead")
         self._loss = torch.compile(self._normalised_loss, mode=mode, dynamic=False) if compile else None
         plain_step = partial(self._forward_backward, backward=torch.Tensor.backward)
-        self._graph_step = CudaGraphStep(plain_step) if cuda_graph else None
+        self._graph_step = CudaGraphStep(plain_step, self.parameters) if cuda_graph else None
         self._train_loss_sum = torch.zeros(())
         self._train_molecules = 0
 
@@ -91,8 +91,6 @@ class MPNNModule(L.LightningModule):
         with Lightning's backward (DDP, precision) when a Trainer runs this module.
         """
         if self._graph_step is not None:
-            if not self._graph_step.captured:
-                optimizer.zero_grad()  # warm-up and capture allocate the gradients the graph reuses
             return self._graph_step(batch)
         optimizer.zero_grad()
         attached = self._trainer is not None

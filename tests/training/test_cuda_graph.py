@@ -1,11 +1,14 @@
 """optim.cuda_graph: the captured step must train exactly like the eager one (GPU tests skip on CPU)."""
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensor, FakeTensorMode
 
+from mpnn.training.callbacks import MetricHistory
 from mpnn.training.cuda_graph import CudaGraphStep, _copy_into
+from mpnn.training.module import MPNNModule
 from mpnn.training.run import build
 from tests.training.test_module import compose_config
 from tests.training.test_train import config_choices
@@ -30,7 +33,7 @@ def test_misconfigured_runs_fail_before_training(static_shapes, message, packed)
 def test_cpu_batches_are_refused_with_a_clear_error(datamodule_factory):
     batch = datamodule_factory(subset=300).batch(range(8))
     with pytest.raises(ValueError, match="needs a CUDA device"):
-        CudaGraphStep(lambda b: b.y.sum())(batch)
+        CudaGraphStep(lambda b: b.y.sum(), lambda: [])(batch)
 
 
 def test_a_new_batch_is_copied_into_every_captured_tensor(datamodule_factory):
@@ -104,13 +107,42 @@ def test_captured_step_trains_like_the_eager_step(packed):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+class ParameterChanges(L.Callback):
+    """Whether every parameter moved during each training epoch."""
+
+    def __init__(self):
+        self.every_parameter_moved: list[bool] = []
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self._before = [p.detach().clone() for p in module.parameters()]
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        moved = [not torch.equal(a, p) for a, p in zip(self._before, module.parameters())]
+        self.every_parameter_moved.append(all(moved))
+
+
+def _lightning_fit(cuda_graph: bool) -> tuple[MPNNModule, L.Trainer, ParameterChanges, list[float]]:
+    datamodule, module = build(
+        compose_config(
+            "data.subset=2000", "data.static_shapes=true", f"optim.cuda_graph={cuda_graph}", "data.batch_size=64",
+            "matmul_precision=highest",
+        )
+    )  # fmt: skip
+    changes, history = ParameterChanges(), MetricHistory()
+    trainer = L.Trainer(
+        accelerator="gpu", devices=1, max_epochs=3, logger=False, enable_checkpointing=False,
+        callbacks=[changes, history],
+    )  # fmt: skip
+    trainer.fit(module, datamodule=datamodule)
+    return module, trainer, changes, history.val_mae
+
+
 @needs_cuda
 def test_lightning_fit_with_cuda_graph(packed):
-    datamodule, module = build(
-        compose_config("data.subset=2000", "data.static_shapes=true", "optim.cuda_graph=true", "data.batch_size=64")
-    )
-    trainer = L.Trainer(accelerator="gpu", devices=1, max_epochs=2, logger=False, enable_checkpointing=False)
-    trainer.fit(module, datamodule=datamodule)
+    """Validation after every epoch: Lightning clears `.grad` before it, and training must go on."""
+    module, trainer, changes, val_mae = _lightning_fit(cuda_graph=True)
     assert module._graph_step.captured
-    assert trainer.global_step == 2 * (len(datamodule.split.train) // 64)
-    assert trainer.callback_metrics["train/loss"].item() < 1.0
+    assert trainer.global_step == 3 * (1694 // 64)
+    assert changes.every_parameter_moved == [True, True, True]
+    _, _, _, eager_val_mae = _lightning_fit(cuda_graph=False)
+    np.testing.assert_allclose(val_mae, eager_val_mae, rtol=0.05)
