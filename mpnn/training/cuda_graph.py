@@ -43,12 +43,17 @@ class CudaGraphStep:
         self._inputs: MoleculeBatch | None = None
         self._output: torch.Tensor | None = None
         self._gradients: list[tuple[torch.nn.Parameter, torch.Tensor | None]] = []
+        self._pointers: list[int] = []
 
     @property
     def captured(self) -> bool:
         return self.graph is not None
 
     def __call__(self, batch: MoleculeBatch) -> torch.Tensor:
+        if self.graph is not None and self._pointers != self._parameter_pointers():
+            # The parameters live elsewhere now (e.g. moved to the CPU and back between two fits):
+            # the graph would read the old copies. Start again with warm-up and a new capture.
+            self.graph, self.eager_calls, self._inputs, self._output, self._gradients = None, 0, None, None, []
         if self.graph is not None:
             _copy_into(self._inputs, batch)
             self.graph.replay()
@@ -75,8 +80,12 @@ class CudaGraphStep:
         with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self._output = self.step(batch)
         self._gradients = [(p, p.grad) for p in parameters]
+        self._pointers = self._parameter_pointers()
         self.graph.replay()  # capture records the work without running it
         return self._output
+
+    def _parameter_pointers(self) -> list[int]:
+        return [p.data_ptr() for p in self.parameters()]
 
 
 def _copy_into(static: object, batch: object, prefix: str = "batch") -> None:

@@ -83,7 +83,8 @@ def test_the_fake_tensor_check_catches_a_host_synchronisation(packed):
         module._forward_backward(datamodule.batch(range(16)), backward=torch.Tensor.backward)
 
 
-def _train_steps(cuda_graph: bool, steps: int = 8) -> list[torch.Tensor]:
+def _train_steps(cuda_graph: bool, steps: int = 8, move_at: int | None = None) -> list[torch.Tensor]:
+    """Plain training steps; at step `move_at` the module goes to the CPU and back (new storage)."""
     datamodule, module = build(
         compose_config(
             "data.subset=2000", "data.static_shapes=true", f"optim.cuda_graph={cuda_graph}", "matmul_precision=highest"
@@ -93,6 +94,8 @@ def _train_steps(cuda_graph: bool, steps: int = 8) -> list[torch.Tensor]:
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
     losses = []
     for i in range(steps):
+        if i == move_at:
+            module.cpu().cuda()
         index = torch.from_numpy(datamodule.split.train[i * 64 : (i + 1) * 64].copy()).cuda()
         losses.append(module.compute_gradients(datamodule.dataset.gather(index, datamodule.dataset.n_max), optimizer))
         losses[-1] = losses[-1].clone()  # the graph's output is overwritten by the next replay
@@ -101,8 +104,9 @@ def _train_steps(cuda_graph: bool, steps: int = 8) -> list[torch.Tensor]:
 
 
 @needs_cuda
-def test_captured_step_trains_like_the_eager_step(packed):
-    eager, graphed = _train_steps(False), _train_steps(True)
+@pytest.mark.parametrize("move_at", [None, 6], ids=["in place", "parameters moved after capture"])
+def test_captured_step_trains_like_the_eager_step(move_at, packed):
+    eager, graphed = _train_steps(False, 12, move_at), _train_steps(True, 12, move_at)
     for a, b in zip(eager, graphed):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
