@@ -97,8 +97,11 @@ class MPNNModule(L.LightningModule):
         return self._forward_backward(batch, self.manual_backward if attached else torch.Tensor.backward)
 
     def on_fit_start(self) -> None:
+        static_shapes = getattr(self.trainer.datamodule, "static_shapes", True)
+        if self._loss is not None and not static_shapes:  # one compilation per atom count, then eager
+            raise ValueError("optim.compile=true compiles one graph per batch shape; set data.static_shapes=true")
         if self._graph_step is not None:  # fail before training, not at the first step that would break
-            if not getattr(self.trainer.datamodule, "static_shapes", True):
+            if not static_shapes:
                 raise ValueError("optim.cuda_graph=true replays one batch shape; set data.static_shapes=true")
             if self.device.type != "cuda":
                 raise ValueError(f"optim.cuda_graph=true needs a CUDA device; this run is on {self.device.type}")

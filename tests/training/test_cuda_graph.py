@@ -17,13 +17,15 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA grap
 
 
 @pytest.mark.parametrize(
-    ("static_shapes", "message"),
-    [("false", "set data.static_shapes=true"), ("true", "needs a CUDA device; this run is on cpu")],
+    ("overrides", "message"),
+    [
+        (("data.static_shapes=false", "optim.cuda_graph=true"), "replays one batch shape; set data.static_shapes=true"),
+        (("data.static_shapes=true", "optim.cuda_graph=true"), "needs a CUDA device; this run is on cpu"),
+        (("data.static_shapes=false", "optim.compile=true"), "per batch shape; set data.static_shapes=true"),
+    ],
 )
-def test_misconfigured_runs_fail_before_training(static_shapes, message, packed):
-    datamodule, module = build(
-        compose_config("data.subset=300", f"data.static_shapes={static_shapes}", "optim.cuda_graph=true")
-    )
+def test_misconfigured_runs_fail_before_training(overrides, message, packed):
+    datamodule, module = build(compose_config("data.subset=300", *overrides))
     trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False)
     with pytest.raises(ValueError, match=message):
         trainer.fit(module, datamodule=datamodule)
