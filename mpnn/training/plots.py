@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mpnn.targets import Target
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _pyplot():
@@ -154,7 +158,7 @@ def draw_training_sizes(groups: dict[str, dict[int, list[float]]], path: Path) -
     plt.close(fig)
 
 
-def draw_error_breakdown(frame, target: Target, path: Path) -> None:
+def draw_error_breakdown(frame: pd.DataFrame, target: Target, path: Path) -> None:
     """Test MAE by number of heavy atoms (with molecule counts) and the distribution of errors."""
     from mpnn.analysis import breakdown
 
