@@ -4,11 +4,15 @@ import itertools
 
 import pytest
 import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from mpnn.data.batch import MoleculeBatch
 from mpnn.data.edges import EdgeFeaturizer
 from mpnn.models.message import EdgeNetworkMessage, MatrixMultiplyMessage, PairMessage
 from mpnn.models.mpnn import MPNN
+from mpnn.models.update import GRUUpdate
+from tests.conftest import REPO
 from tests.models.conftest import build_model
 
 VARIANTS = [
@@ -54,18 +58,16 @@ def single(batch: MoleculeBatch, b: int) -> MoleculeBatch:
     )
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)
-def test_variant(variant, real_batch):
-    model = make(variant)
-    out = model(real_batch)
-    assert out.shape == (real_batch.num_molecules,) and torch.isfinite(out).all()
+def check_model(model: MPNN, batch: MoleculeBatch) -> None:
+    out = model(batch)
+    assert out.shape == (batch.num_molecules,) and torch.isfinite(out).all()
 
     # Invariance to the order of atoms within each molecule.
-    shuffled = model(permuted(real_batch, torch.Generator().manual_seed(1)))
+    shuffled = model(permuted(batch, torch.Generator().manual_seed(1)))
     torch.testing.assert_close(shuffled, out, rtol=1e-8, atol=1e-8)
 
     # A molecule's prediction does not depend on the other molecules (or on padding).
-    alone = torch.stack([model(single(real_batch, b))[0] for b in range(real_batch.num_molecules)])
+    alone = torch.stack([model(single(batch, b))[0] for b in range(batch.num_molecules)])
     torch.testing.assert_close(alone, out, rtol=1e-8, atol=1e-8)
 
     # Every parameter receives a gradient.
@@ -73,6 +75,26 @@ def test_variant(variant, real_batch):
     out.pow(2).sum().backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, f"parameters without gradient: {missing}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)
+def test_variant(variant, real_batch):
+    check_model(make(variant), real_batch)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "conf" / "model" / "message").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_message_config(path, real_batch):
+    """A new message file in conf/model/message/ is checked like the built-in ones, on distance bins
+    (the edge representation every message function accepts)."""
+    torch.manual_seed(0)
+    model = MPNN(
+        node_features=real_batch.x.shape[-1],
+        edges=EdgeFeaturizer("distance_bins"),
+        message=instantiate(OmegaConf.load(path)),
+        update=GRUUpdate,
+        hidden_dim=16,
+    )
+    check_model(model.double(), real_batch)
 
 
 def test_towers_must_divide_hidden_dim():
