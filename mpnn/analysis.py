@@ -21,15 +21,18 @@ from mpnn.data.source import read_smiles
 from mpnn.targets import Target, get_target
 
 
-def per_molecule_errors(run_dir: str | Path) -> tuple[pd.DataFrame, Target]:
-    """One row per test molecule of a finished run, largest absolute error first."""
+def per_molecule_errors(run_dir: str | Path, data_root: str | Path | None = None) -> tuple[pd.DataFrame, Target]:
+    """One row per test molecule of a finished run, largest absolute error first.
+
+    `data_root` is where the featurized cache lives (default: the run's `data.root`).
+    """
     run_dir = Path(run_dir)
     predictions = run_dir / "test_predictions.npz"
     if not predictions.exists():
         raise FileNotFoundError(f"{predictions} not found: is {run_dir} a finished run directory?")
     cfg = OmegaConf.load(run_dir / "config_resolved.yaml")
     target = get_target(json.loads((run_dir / "results.json").read_text())["target"])
-    packed, _ = cache.load_or_build(Path(cfg.data.root), progress=False)
+    packed, _ = cache.load_or_build(Path(data_root or cfg.data.root))
     with np.load(predictions) as saved:
         rows, predicted, dft = saved["index"], saved["prediction"], saved["target"]
     atom_ptr = np.concatenate([[0], np.cumsum(packed.num_atoms.astype(np.int64))])

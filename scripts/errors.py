@@ -19,13 +19,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="a finished run directory (holds test_predictions.npz)")
     parser.add_argument("--top", type=int, default=10, help="how many of the largest errors to list")
+    parser.add_argument("--data-root", type=Path, help="the featurized cache's folder (default: the run's data.root)")
     args = parser.parse_args()
 
     from mpnn.analysis import per_molecule_errors, summary
     from mpnn.training.plots import draw_error_breakdown
 
     try:
-        frame, target = per_molecule_errors(args.run_dir)
+        frame, target = per_molecule_errors(args.run_dir, args.data_root)
     except FileNotFoundError as error:
         parser.error(str(error))
     print(summary(frame, target, args.top))
