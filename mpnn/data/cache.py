@@ -13,10 +13,15 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mpnn.targets import TARGET_NAMES
+
+if TYPE_CHECKING:
+    from mpnn.data.featurize import Features
+    from mpnn.data.source import RawQM9
 
 FORMAT_VERSION = 1
 FEATURE_SET = "gilmer2017:type,z,acceptor,donor,aromatic,hybridization,num_h;bonds:single,double,triple,aromatic"
@@ -100,13 +105,18 @@ def load(path: Path) -> PackedQM9:
 
 
 def build(progress: bool = True) -> tuple[PackedQM9, dict]:
-    """Read qm9pack and featurize with RDKit (the only place those two are imported)."""
+    """Read qm9pack and featurize all of it with RDKit (loading the cache imports neither)."""
     from mpnn.data.featurize import featurize, path_counts
     from mpnn.data.source import read_qm9
 
     raw = read_qm9()
     features = featurize(raw, progress=progress)
-    packed = PackedQM9(
+    return pack(raw, features), path_counts(features)
+
+
+def pack(raw: RawQM9, features: Features) -> PackedQM9:
+    """Molecules as read and their RDKit features, in the cache's layout."""
+    return PackedQM9(
         index=raw.index.astype(np.int32),
         num_atoms=np.diff(raw.atom_ptr).astype(np.uint8),
         z=raw.z,
@@ -121,7 +131,6 @@ def build(progress: bool = True) -> tuple[PackedQM9, dict]:
         path=features.path,
         targets=raw.targets,
     )
-    return packed, path_counts(features)
 
 
 def ensure_built(root: str | Path, progress: bool = True) -> Path:

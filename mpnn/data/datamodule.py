@@ -129,11 +129,10 @@ class QM9DataModule(L.LightningDataModule):
         return self._loader(self.split.test, self.eval_batch_size, shuffle=False)
 
     def batch(self, indices: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> MoleculeBatch:
-        """A batch of the given molecules with its edges, for diagnostics and notebooks."""
+        """A batch of the given molecules (dataset rows), for diagnostics and notebooks; the model
+        builds its edges itself."""
         index, n = self._collate(np.asarray(indices))
-        molecules = self.on_after_batch_transfer((index.to(device), n), 0)
-        molecules.edges = self.edge_featurizer(molecules)
-        return molecules
+        return self.on_after_batch_transfer((index.to(device), n), 0)
 
     def on_after_batch_transfer(self, batch: tuple[torch.Tensor, int], dataloader_idx: int) -> MoleculeBatch:
         # Edges are built by the model (its `edges` featurizer is this module's), inside the

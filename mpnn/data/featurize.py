@@ -116,8 +116,12 @@ def assign_bond_orders_from_template(template: Chem.Mol, mol: Chem.Mol) -> Chem.
     return result
 
 
-def _bonded_mol(smiles: str, z: np.ndarray, pos: np.ndarray):
-    """Return (mol in DFT atom order with bond orders, path code)."""
+def _bonded_mol(smiles: str | None, z: np.ndarray, pos: np.ndarray):
+    """Return (mol in DFT atom order with bond orders, path code).
+
+    Without a SMILES (a new molecule given by its geometry alone) the bond orders come from the
+    geometry, as for QM9 molecules whose SMILES template does not fit, with a total charge of 0.
+    """
     from rdkit import Chem
     from rdkit.Chem import rdDetermineBonds
     from rdkit.Geometry import Point3D
@@ -143,9 +147,11 @@ def _bonded_mol(smiles: str, z: np.ndarray, pos: np.ndarray):
             rdDetermineBonds.DetermineBonds(mol, useHueckel=hueckel, charge=Chem.GetFormalCharge(template))
         return mol
 
-    template = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    template = Chem.AddHs(Chem.MolFromSmiles(smiles)) if smiles else Chem.Mol()
     strategies = (from_template, lambda: from_bond_perception(True), lambda: from_bond_perception(False))
     for code, strategy in enumerate(strategies):
+        if code == 0 and not smiles:
+            continue
         try:
             mol = strategy()
             Chem.SanitizeMol(mol)
@@ -159,7 +165,7 @@ def _bonded_mol(smiles: str, z: np.ndarray, pos: np.ndarray):
 
 
 def featurize_molecule(
-    smiles: str, z: np.ndarray, pos: np.ndarray, factory: MolChemicalFeatureFactory | None = None
+    smiles: str | None, z: np.ndarray, pos: np.ndarray, factory: MolChemicalFeatureFactory | None = None
 ) -> tuple[dict, list, int]:
     """Featurize one molecule; returns (per-atom feature lists, bonds, path code)."""
     from rdkit import Chem

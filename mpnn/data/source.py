@@ -27,7 +27,7 @@ class RawQM9:
     """Molecules as read from the source, atoms concatenated in the DFT order."""
 
     index: np.ndarray  # (M,) QM9 molecule index (1-based, as in the xyz file names)
-    smiles: list[str]
+    smiles: list[str | None]  # None: bonds from the geometry alone (molecules given as XYZ)
     z: np.ndarray  # (A,) uint8 atomic numbers
     pos: np.ndarray  # (A, 3) float32 Angstrom
     atom_ptr: np.ndarray  # (M+1,) int64 offsets into z/pos
@@ -48,6 +48,52 @@ def qm9pack_version() -> str:
     from importlib.metadata import version
 
     return version("qm9pack")
+
+
+def read_xyz(text: str, smiles: list[str] | None = None) -> tuple[RawQM9, list[str]]:
+    """Molecules from XYZ text (one or more blocks: atom count, comment, `element x y z` lines, in
+    Angstrom), for prediction, and the blocks' comment lines; targets are NaN. `smiles`, one per
+    block, gives the bond orders as for QM9's molecules; without it they come from the geometry."""
+    lines = text.splitlines()
+    z, pos, atom_ptr, comments, row = [], [], [0], [], 0
+    while row < len(lines):
+        if not lines[row].strip():
+            row += 1
+            continue
+        block = len(comments) + 1
+        try:
+            count = int(lines[row].split()[0])
+        except ValueError:
+            message = f"XYZ block {block}: line {row + 1} should be the atom count, got {lines[row]!r}"
+            raise ValueError(message) from None
+        atoms = lines[row + 2 : row + 2 + count]
+        if len(atoms) < count:
+            raise ValueError(f"XYZ block {block}: {count} atoms announced, {len(atoms)} lines follow")
+        for offset, line in enumerate(atoms):
+            fields = line.split()
+            if len(fields) < 4 or fields[0] not in ELEMENTS:
+                raise ValueError(
+                    f"XYZ block {block}, line {row + 3 + offset}: expected `element x y z` with element one of "
+                    f"{', '.join(ELEMENTS)} (QM9's elements), got {line.strip()!r}"
+                )
+            z.append(ELEMENTS[fields[0]])
+            pos.append([float(v.replace("*^", "e")) for v in fields[1:4]])
+        comments.append(lines[row + 1].strip() if row + 1 < len(lines) else "")
+        atom_ptr.append(len(z))
+        row += 2 + count
+    if not comments:
+        raise ValueError("no molecule found: XYZ text starts each molecule with its atom count")
+    if smiles is not None and len(smiles) != len(comments):
+        raise ValueError(f"{len(smiles)} SMILES for {len(comments)} molecules: give one per XYZ block, in order")
+    molecules = RawQM9(
+        index=np.arange(1, len(comments) + 1),
+        smiles=list(smiles) if smiles is not None else [None] * len(comments),
+        z=np.asarray(z, dtype=np.uint8),
+        pos=np.asarray(pos, dtype=np.float32).reshape(-1, 3),
+        atom_ptr=np.asarray(atom_ptr, dtype=np.int64),
+        targets=np.full((len(comments), len(TARGETS)), np.nan),
+    )
+    return molecules, comments
 
 
 def read_smiles() -> dict[int, str]:

@@ -179,9 +179,20 @@ def _report_to_wandb(trainer: L.Trainer, results: dict, images: list[Path]) -> N
             run.finish()
 
 
+def load_datamodule(run_dir: str | Path, data_root: str | Path | None = None) -> QM9DataModule:
+    """The data module of a run directory, set up as in the run (target, atoms kept, split,
+    subset), so that its batches fit the run's model: `load_model(run).predict(dm.batch(rows))`."""
+    cfg = OmegaConf.load(Path(run_dir) / "config_resolved.yaml")
+    if data_root is not None:
+        cfg.data.root = str(data_root)
+    datamodule: QM9DataModule = instantiate(cfg.data)
+    datamodule.setup()
+    return datamodule
+
+
 def load_model(run_dir: str | Path, checkpoint: str | Path | None = None) -> MPNN:
     """The trained model of a run directory (best checkpoint by default), ready to predict in
-    physical units: `load_model(run).predict(batch)`; build batches with QM9DataModule.batch."""
+    physical units: `load_model(run).predict(batch)`, with batches from `load_datamodule(run)`."""
     run_dir = Path(run_dir)
     cfg = OmegaConf.load(run_dir / "config_resolved.yaml")
     if checkpoint is None:

@@ -39,10 +39,11 @@ def test_cpu_batches_are_refused_with_a_clear_error(datamodule_factory):
 
 
 def test_a_new_batch_is_copied_into_every_captured_tensor(datamodule_factory):
-    """Edges built outside the model (QM9DataModule.batch) are inputs too, and must be copied."""
+    """Edges built outside the model are inputs too, and must be copied."""
     datamodule = datamodule_factory(subset=300, static_shapes=True)
     static, batch = datamodule.batch(range(8)), datamodule.batch(range(8, 16))
-    assert static.edges is not None and not torch.equal(static.edges.features, batch.edges.features)
+    static.edges, batch.edges = datamodule.edge_featurizer(static), datamodule.edge_featurizer(batch)
+    assert not torch.equal(static.edges.features, batch.edges.features)
     _copy_into(static, batch)
     for name in ("x", "pos", "bond", "mask", "y", "index"):
         assert torch.equal(getattr(static, name), getattr(batch, name)), name

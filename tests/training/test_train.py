@@ -42,11 +42,9 @@ def test_main_command_writes_results_and_wandb_summary(tmp_path, packed):
     assert 2.0 < mean < 3.5  # mean dipole of QM9 molecules, in Debye
 
     # load_model rebuilds the run's model from its directory and reproduces the test MAE.
-    from mpnn.data.datamodule import QM9DataModule
-    from mpnn.training.run import load_model
+    from mpnn.training.run import load_datamodule, load_model
 
-    datamodule = QM9DataModule(root=str(REPO / "data"), target="mu", subset=2000)
-    datamodule.setup()
+    datamodule = load_datamodule(out)
     prediction = load_model(out).predict(datamodule.batch(datamodule.split.test))
     mae = (prediction - datamodule.batch(datamodule.split.test).y).abs().mean().item()
     assert mae == pytest.approx(results["test_mae"], rel=1e-4)

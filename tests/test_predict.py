@@ -1,0 +1,78 @@
+"""Predicting new molecules from XYZ: the same numbers as the dataset path for QM9's own molecules."""
+
+import numpy as np
+import pytest
+
+from mpnn.data.source import read_smiles, read_xyz
+from mpnn.predict import predict_xyz
+from mpnn.training.run import load_datamodule, load_model
+from tests.conftest import DATA_ROOT, run_script, train
+
+pytestmark = pytest.mark.slow
+SYMBOLS = {1: "H", 6: "C", 7: "N", 8: "O", 9: "F"}
+
+
+def as_xyz(rows: np.ndarray) -> tuple[str, list[str]]:
+    """QM9 molecules written out as an XYZ file (cache coordinates), with their SMILES."""
+    from mpnn.data import cache
+
+    packed, _ = cache.load_or_build(DATA_ROOT, progress=False)
+    ptr = np.concatenate([[0], np.cumsum(packed.num_atoms.astype(np.int64))])
+    blocks = []
+    for row in rows:
+        atoms = zip(packed.z[ptr[row] : ptr[row + 1]], packed.pos[ptr[row] : ptr[row + 1]].tolist())
+        lines = [f"{SYMBOLS[int(z)]} {x!r} {y!r} {w!r}" for z, (x, y, w) in atoms]
+        blocks.append(f"{len(lines)}\nQM9 {packed.index[row]}\n" + "\n".join(lines))
+    smiles = read_smiles()
+    return "\n".join(blocks) + "\n", [smiles[int(packed.index[row])] for row in rows]
+
+
+@pytest.mark.parametrize("model", [("model=edge_net",), ("experiment=ggnn_no_distance", "data.explicit_h=false")])
+def test_xyz_predictions_equal_the_dataset_path(model, tmp_path, packed):
+    run_dir = tmp_path / "run"
+    train(run_dir, *model, "logger=none", "data.subset=600", "trainer.max_epochs=1")
+    datamodule = load_datamodule(run_dir)
+    rows = datamodule.split.test[:12]
+    xyz, smiles = as_xyz(rows)
+    expected = load_model(run_dir).predict(datamodule.batch(rows)).numpy()
+
+    table = predict_xyz(run_dir, xyz, smiles)
+    assert (table["path"] == "template").all()
+    np.testing.assert_allclose(table["mu"], expected, rtol=1e-6)
+    assert list(table["atoms"]) == [int(packed.num_atoms[r]) for r in rows]  # the XYZ keeps every hydrogen
+
+    geometry_only = predict_xyz(run_dir, xyz)  # bonds perceived from the coordinates
+    assert (geometry_only["path"] != "template").all() and np.isfinite(geometry_only["mu"]).all()
+
+
+def test_predict_script_and_its_errors(tmp_path, packed):
+    run_dir = tmp_path / "run"
+    train(run_dir, "logger=none", "data.subset=300", "trainer.max_epochs=1")
+    datamodule = load_datamodule(run_dir)
+    xyz, smiles = as_xyz(datamodule.split.test[:3])
+    (tmp_path / "m.xyz").write_text(xyz)
+    (tmp_path / "m.smi").write_text("\n".join(smiles))
+    out = tmp_path / "predictions.csv"
+    args = ("scripts/predict.py", str(run_dir), str(tmp_path / "m.xyz"))
+    result = run_script(*args, "--smiles", str(tmp_path / "m.smi"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert " D" in result.stdout.splitlines()[1] and len(out.read_text().splitlines()) == 4
+    again = run_script(*args, "--out", str(out))
+    assert again.returncode != 0 and "exists; choose another --out" in again.stderr
+
+    (tmp_path / "bad.xyz").write_text("2\nsilane fragment\nSi 0 0 0\nH 0 0 1.48\n")
+    bad = run_script("scripts/predict.py", str(run_dir), str(tmp_path / "bad.xyz"))
+    assert bad.returncode != 0 and "element one of H, C, N, O, F" in bad.stderr
+    (tmp_path / "one.smi").write_text(smiles[0])
+    mismatch = run_script(*args, "--smiles", str(tmp_path / "one.smi"))
+    assert mismatch.returncode != 0 and "1 SMILES for 3 molecules" in mismatch.stderr
+
+
+def test_xyz_layout_errors_name_the_line():
+    with pytest.raises(ValueError, match="XYZ block 1: 3 atoms announced, 1 lines follow"):
+        read_xyz("3\ncomment\nC 0 0 0\n")
+    with pytest.raises(ValueError, match="line 1 should be the atom count"):
+        read_xyz("C 0 0 0\n")
+    molecules, comments = read_xyz("1\nmethane carbon\nC 1.0*^-3 0 0\n\n2\n\nH 0 0 0\nH 0 0 0.74\n")
+    assert comments == ["methane carbon", ""] and list(molecules.atom_ptr) == [0, 1, 3]
+    assert molecules.pos[0, 0] == pytest.approx(1e-3)  # QM9's own files write exponents as *^
