@@ -84,6 +84,14 @@ def test_prepare_data_cold_and_warm(tmp_path):
     assert seconds < 10
 
 
+def _multirun(sweep: Path, *overrides: str) -> list[dict]:
+    """A real Hydra multirun of one-epoch CPU runs; their results.json, in job order."""
+    args = ("-m", *overrides, "trainer.max_epochs=1", "trainer.accelerator=cpu", f"hydra.sweep.dir={sweep}")
+    result = run_script("train.py", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [json.loads(r.read_text()) for r in sorted(sweep.glob("*/results.json"))]
+
+
 def _target_of(run_dir: Path) -> str | None:
     results = run_dir / "results.json"
     return json.loads(results.read_text())["target"] if results.exists() else None
@@ -92,12 +100,7 @@ def _target_of(run_dir: Path) -> str | None:
 def test_multirun_sweep_then_compare(tmp_path, packed):
     """A real Hydra multirun over two targets and two seeds, then the comparison table and chart."""
     sweep = tmp_path / "sweep"
-    result = run_script(
-        "train.py", "-m", "target=mu,homo", "seed=0,1", "data.subset=300", "trainer.max_epochs=1",
-        "trainer.accelerator=cpu", "logger=csv", f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    runs = [json.loads(r.read_text()) for r in sorted(sweep.glob("*/results.json"))]
+    runs = _multirun(sweep, "target=mu,homo", "seed=0,1", "data.subset=300", "logger=csv")
     assert sorted((r["target"], r["seed"]) for r in runs) == [("homo", 0), ("homo", 1), ("mu", 0), ("mu", 1)]
 
     chart = tmp_path / "ratios.png"
@@ -129,12 +132,7 @@ def test_multirun_sweep_then_compare(tmp_path, packed):
 def test_training_set_size_sweep(tmp_path, packed):
     """data.train_size shrinks the training split only; compare.py draws error against training size."""
     sweep = tmp_path / "sweep"
-    result = run_script(
-        "train.py", "-m", "target=mu", "data.train_size=100,400", "data.subset=600", "trainer.max_epochs=1",
-        "trainer.accelerator=cpu", "logger=none", f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    runs = [json.loads(r.read_text()) for r in sorted(sweep.glob("*/results.json"))]
+    runs = _multirun(sweep, "target=mu", "data.train_size=100,400", "data.subset=600", "logger=none")
     assert sorted(r["molecules"]["train"] for r in runs) == [100, 400]
     assert {(r["molecules"]["val"], r["molecules"]["test"]) for r in runs} == {(46, 46)}
     sizes = tmp_path / "sizes.png"
