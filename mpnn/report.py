@@ -28,13 +28,14 @@ def collect(paths: list[str | Path]) -> list[dict]:
 
 
 def table(runs: list[dict]) -> str:
-    lines = [f"{'target':8s} {'test MAE':>10s} {'unit':12s} {'ratio':>7s} {'paper':>7s}  run"]
+    lines = [f"{'target':8s} {'test MAE':>10s} {'unit':12s} {'ratio':>7s} {'paper':>7s} {'train':>7s}  run"]
     for run in sorted(runs, key=lambda r: r["target"]):
         target = get_target(run["target"])
         paper = f"{target.paper_enn_s2s_ratio:7.2f}" if target.paper_enn_s2s_ratio else f"{'-':>7s}"
+        train = run.get("molecules", {}).get("train", "-")
         lines.append(
-            f"{run['target']:8s} {run['test_mae']:10.4g} {run['unit']:12s} {run['test_error_ratio']:7.2f} {paper}  "
-            f"{run['run_dir']}"
+            f"{run['target']:8s} {run['test_mae']:10.4g} {run['unit']:12s} {run['test_error_ratio']:7.2f} {paper} "
+            f"{train:>7}  {run['run_dir']}"
         )
     ratios = [r["test_error_ratio"] for r in runs if get_target(r["target"]).chemical_accuracy]
     if ratios:
