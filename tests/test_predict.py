@@ -66,6 +66,9 @@ def test_predict_script_and_its_errors(tmp_path, packed):
     (tmp_path / "one.smi").write_text(smiles[0])
     mismatch = run_script(*args, "--smiles", str(tmp_path / "one.smi"))
     assert mismatch.returncode != 0 and "1 SMILES for 3 molecules" in mismatch.stderr
+    (tmp_path / "broken.smi").write_text("C1CC\nC\nC\n")
+    broken = run_script(*args, "--smiles", str(tmp_path / "broken.smi"))
+    assert broken.returncode != 0 and "RDKit cannot read the SMILES 'C1CC'" in broken.stderr
 
 
 def test_xyz_layout_errors_name_the_line():
@@ -73,6 +76,10 @@ def test_xyz_layout_errors_name_the_line():
         read_xyz("3\ncomment\nC 0 0 0\n")
     with pytest.raises(ValueError, match="line 1 should be the atom count"):
         read_xyz("C 0 0 0\n")
+    with pytest.raises(ValueError, match="line 1 should be the atom count, got '0'"):
+        read_xyz("0\nempty\n")
+    with pytest.raises(ValueError, match=r"line 3: expected `element x y z`.*got 'C 0 zero 0'"):
+        read_xyz("1\n\nC 0 zero 0\n")
     molecules, comments = read_xyz("1\nmethane carbon\nC 1.0*^-3 0 0\n\n2\n\nH 0 0 0\nH 0 0 0.74\n")
     assert comments == ["methane carbon", ""] and list(molecules.atom_ptr) == [0, 1, 3]
     assert molecules.pos[0, 0] == pytest.approx(1e-3)  # QM9's own files write exponents as *^

@@ -147,7 +147,10 @@ def _bonded_mol(smiles: str | None, z: np.ndarray, pos: np.ndarray):
             rdDetermineBonds.DetermineBonds(mol, useHueckel=hueckel, charge=Chem.GetFormalCharge(template))
         return mol
 
-    template = Chem.AddHs(Chem.MolFromSmiles(smiles)) if smiles else Chem.Mol()
+    parsed = Chem.MolFromSmiles(smiles) if smiles else Chem.Mol()
+    if parsed is None:
+        raise ValueError(f"RDKit cannot read the SMILES {smiles!r}")
+    template = Chem.AddHs(parsed) if smiles else parsed
     strategies = (from_template, lambda: from_bond_perception(True), lambda: from_bond_perception(False))
     for code, strategy in enumerate(strategies):
         if code == 0 and not smiles:

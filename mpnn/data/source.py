@@ -61,23 +61,25 @@ def read_xyz(text: str, smiles: list[str] | None = None) -> tuple[RawQM9, list[s
             row += 1
             continue
         block = len(comments) + 1
-        try:
-            count = int(lines[row].split()[0])
-        except ValueError:
-            message = f"XYZ block {block}: line {row + 1} should be the atom count, got {lines[row]!r}"
-            raise ValueError(message) from None
+        fields = lines[row].split()
+        if not fields[0].isdigit() or int(fields[0]) < 1:
+            raise ValueError(f"XYZ block {block}: line {row + 1} should be the atom count, got {lines[row]!r}")
+        count = int(fields[0])
         atoms = lines[row + 2 : row + 2 + count]
         if len(atoms) < count:
             raise ValueError(f"XYZ block {block}: {count} atoms announced, {len(atoms)} lines follow")
         for offset, line in enumerate(atoms):
             fields = line.split()
-            if len(fields) < 4 or fields[0] not in ELEMENTS:
+            try:
+                z.append(ELEMENTS[fields[0]])
+                pos.append([float(v.replace("*^", "e")) for v in fields[1:4]])
+                if len(pos[-1]) != 3:
+                    raise ValueError
+            except (KeyError, IndexError, ValueError):
                 raise ValueError(
                     f"XYZ block {block}, line {row + 3 + offset}: expected `element x y z` with element one of "
                     f"{', '.join(ELEMENTS)} (QM9's elements), got {line.strip()!r}"
-                )
-            z.append(ELEMENTS[fields[0]])
-            pos.append([float(v.replace("*^", "e")) for v in fields[1:4]])
+                ) from None
         comments.append(lines[row + 1].strip() if row + 1 < len(lines) else "")
         atom_ptr.append(len(z))
         row += 2 + count
