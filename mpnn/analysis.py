@@ -8,7 +8,6 @@ looked at and the error can be broken down by molecule size and by how the bonds
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ def per_molecule_errors(run_dir: str | Path, data_root: str | Path | None = None
     if not predictions.exists():
         raise FileNotFoundError(f"{predictions} not found: is {run_dir} a finished run directory?")
     cfg = OmegaConf.load(run_dir / "config_resolved.yaml")
-    target = get_target(json.loads((run_dir / "results.json").read_text())["target"])
+    target = get_target(cfg.target)
     packed, _ = cache.load_or_build(Path(data_root or cfg.data.root))
     with np.load(predictions) as saved:
         rows, predicted, dft = saved["index"], saved["prediction"], saved["target"]

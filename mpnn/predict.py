@@ -8,7 +8,6 @@ QM9's quality (B3LYP/6-31G(2df,p) minima); on other geometries their error is la
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ def predict_xyz(run_dir: str | Path, xyz_text: str, smiles: list[str] | None = N
     if sizes.max() > MAX_ATOMS:
         raise ValueError(f"molecule {int(sizes.argmax()) + 1} has {sizes.max()} atoms; at most {MAX_ATOMS} fit")
     cfg = OmegaConf.load(run_dir / "config_resolved.yaml")
-    target = get_target(json.loads((run_dir / "results.json").read_text())["target"])
+    target = get_target(cfg.target)
     packed = pack(raw, featurize(raw, workers=1, progress=False))
     dataset = PaddedQM9(packed, target_column=0, explicit_h=cfg.data.explicit_h)
     model = load_model(run_dir)

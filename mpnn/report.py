@@ -88,7 +88,7 @@ def seed_groups(runs: list[dict]) -> list[list[dict]]:
     """Groups of two or more runs whose configs (config_resolved.yaml) differ only in the seed."""
     groups: dict[str, list[dict]] = {}
     for run in runs:
-        groups.setdefault(_setting(run), []).append(run)
+        groups.setdefault(_setting(run, _config(run)), []).append(run)
     return [group for group in groups.values() if len(group) > 1]
 
 
@@ -101,7 +101,10 @@ def training_size_groups(runs: list[dict]) -> dict[str, dict[int, list[float]]]:
     groups: dict[str, tuple[str, dict[int, list[float]]]] = {}
     for run in sorted(runs, key=lambda r: r["run_dir"]):
         if get_target(run["target"]).chemical_accuracy and "molecules" in run:
-            name, sizes = groups.setdefault(_setting(run, ignore=("seed", "data.train_size")), (_task_name(run), {}))
+            config = _config(run)
+            name = str(OmegaConf.select(config, "task_name", default=run["target"])) if config else run["target"]
+            key = _setting(run, config, ignore=("seed", "data.train_size"))
+            _, sizes = groups.setdefault(key, (name, {}))
             sizes.setdefault(run["molecules"]["train"], []).append(run["test_error_ratio"])
     named: dict[str, dict[int, list[float]]] = {}
     for name, sizes in groups.values():
@@ -115,14 +118,8 @@ def _config(run: dict) -> DictConfig | None:
     return OmegaConf.load(path) if path.exists() else None
 
 
-def _task_name(run: dict) -> str:
-    config = _config(run)
-    return str(OmegaConf.select(config, "task_name", default=run["target"])) if config else run["target"]
-
-
-def _setting(run: dict, ignore: tuple[str, ...] = ("seed",)) -> str:
+def _setting(run: dict, config: DictConfig | None, ignore: tuple[str, ...] = ("seed",)) -> str:
     """What defines a run apart from the `ignore` keys, as a string; a run without its config stands alone."""
-    config = _config(run)
     if config is None:
         return run["run_dir"]
     setting = {key: value for key, value in run_definition(config).items() if key not in ignore}

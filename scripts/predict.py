@@ -30,8 +30,8 @@ def main() -> None:
 
     from mpnn.predict import predict_xyz
 
-    smiles = args.smiles.read_text().split() if args.smiles else None
     try:
+        smiles = args.smiles.read_text().split() if args.smiles else None
         table = predict_xyz(args.run_dir, args.xyz.read_text(), smiles)
     except (OSError, ValueError) as error:
         parser.error(str(error))

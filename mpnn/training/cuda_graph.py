@@ -38,6 +38,10 @@ class CudaGraphStep:
         self.step = step
         self.parameters = parameters
         self.warmup = warmup
+        self._reset()
+
+    def _reset(self) -> None:
+        """Back to the start: warm-up, then a new capture."""
         self.eager_calls = 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self._inputs: MoleculeBatch | None = None
@@ -52,8 +56,8 @@ class CudaGraphStep:
     def __call__(self, batch: MoleculeBatch) -> torch.Tensor:
         if self.graph is not None and self._pointers != self._parameter_pointers():
             # The parameters live elsewhere now (e.g. moved to the CPU and back between two fits):
-            # the graph would read the old copies. Start again with warm-up and a new capture.
-            self.graph, self.eager_calls, self._inputs, self._output, self._gradients = None, 0, None, None, []
+            # the graph would read the old copies.
+            self._reset()
         if self.graph is not None:
             _copy_into(self._inputs, batch)
             self.graph.replay()
@@ -85,7 +89,8 @@ class CudaGraphStep:
         return self._output
 
     def _parameter_pointers(self) -> list[int]:
-        return [p.data_ptr() for p in self.parameters()]
+        """Where the captured parameters' storage is (the list kept at capture: no module walk per step)."""
+        return [parameter.data_ptr() for parameter, _ in self._gradients]
 
 
 def _copy_into(static: object, batch: object, prefix: str = "batch") -> None:
