@@ -10,6 +10,7 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY mpnn ./mpnn
+COPY hydra_plugins ./hydra_plugins
 RUN pip install torch --index-url https://download.pytorch.org/whl/cu128 && pip install -e .
 COPY conf ./conf
 COPY scripts ./scripts

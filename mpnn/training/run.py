@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -116,6 +117,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         "seed": cfg.seed,
         "split_file": str(datamodule.split_file),
         "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # which GPU of the node, in a sweep
     }
     draw_parity(truth, predicted, target, run_dir / "parity_test.png")
     curve = run_dir / "learning_curve.png"

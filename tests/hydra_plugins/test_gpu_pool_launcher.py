@@ -1,0 +1,82 @@
+"""hydra/launcher=gpu_pool: sweep jobs in parallel, each pinned to its own GPU, the rest queued."""
+
+import json
+import multiprocessing
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+from hydra.core.utils import JobStatus
+
+from hydra_plugins.mpnn_launchers.gpu_pool_launcher import GpuPoolLauncher, _RunningJob
+from tests.conftest import run_script
+
+SWEEP = ("data.subset=300", "trainer.max_epochs=1", "trainer.accelerator=cpu", "logger=csv")
+
+
+def _events(log: str) -> list[tuple[str, int]]:
+    """('started' | 'completed' | 'failed', job number) in the order the launcher logged them."""
+    return [(event, int(job)) for job, event in re.findall(r"#(\d+) (started|completed|failed) on GPU", log)]
+
+
+@pytest.mark.slow
+def test_jobs_run_two_at_a_time_each_on_its_own_gpu(tmp_path, packed):
+    sweep = tmp_path / "sweep"
+    result = run_script(
+        "train.py", "-m", "hydra/launcher=gpu_pool", "hydra.launcher.gpus=[0,1]", "target=mu,homo,alpha",
+        *SWEEP, f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    runs = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/results.json")}
+    assert sorted(runs) == ["0-mu-edge_net", "1-homo-edge_net", "2-alpha-edge_net"]
+    assert {run["cuda_visible_devices"] for run in runs.values()} == {"0", "1"}
+    assert runs["0-mu-edge_net"]["cuda_visible_devices"] == "0"
+    assert runs["1-homo-edge_net"]["cuda_visible_devices"] == "1"
+    events = _events(result.stdout + result.stderr)
+    # Jobs 0 and 1 start together; job 2 waits for a free GPU.
+    assert events[:2] == [("started", 0), ("started", 1)] and events[2][0] == "completed"
+    assert events.index(("started", 2)) > 2 and len(events) == 6
+    for name, run in runs.items():  # each job's console went to its own run directory
+        assert f"{run['target']}: test MAE" in (sweep / name / "console.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_failed_job_fails_the_sweep_and_the_others_finish(tmp_path, packed):
+    sweep = tmp_path / "sweep"
+    result = run_script(
+        "train.py", "-m", "hydra/launcher=gpu_pool", "hydra.launcher.gpus=[0,1]", "target=nonsense,mu",
+        *SWEEP, f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "unknown target 'nonsense'" in result.stderr.lower() + result.stdout.lower()
+    assert ("failed", 0) in _events(result.stdout + result.stderr)
+    assert json.loads((sweep / "1-mu-edge_net" / "results.json").read_text())["target"] == "mu"
+
+
+def test_slots_alternate_gpus_and_bad_settings_are_refused(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
+    assert GpuPoolLauncher().slots() == ["0", "1", "2"]
+    assert GpuPoolLauncher(gpus=[2, 0], jobs_per_gpu=2).slots() == ["2", "0", "2", "0"]
+    with pytest.raises(ValueError, match="5 not among the visible GPUs 0, 1, 2"):
+        GpuPoolLauncher(gpus=[0, 5]).slots()
+    with pytest.raises(ValueError, match="jobs_per_gpu=0: must be a whole number >= 1"):
+        GpuPoolLauncher(jobs_per_gpu=0)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(ValueError, match="found no GPU"):
+        GpuPoolLauncher().slots()
+
+
+def test_a_job_that_dies_without_reporting_is_a_failure(tmp_path):
+    """A job killed from outside (out of memory, a segfault) must fail the sweep, not hang it."""
+    fork = multiprocessing.get_context("fork")
+    receive, send = fork.Pipe(duplex=False)
+    process = fork.Process(target=os._exit, args=(3,))
+    process.start()
+    send.close()
+    job = _RunningJob(4, ["target=mu"], "1", process, Path(tmp_path), time.perf_counter())
+    result = GpuPoolLauncher._collect(receive, job)
+    assert result.status == JobStatus.FAILED and result.overrides == ["target=mu"]
+    with pytest.raises(RuntimeError, match="sweep job #4 died with exit code 3"):
+        _ = result.return_value
