@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 from pathlib import Path
@@ -28,18 +29,29 @@ def collect(paths: list[str | Path]) -> list[dict]:
 
 
 def table(runs: list[dict]) -> str:
-    lines = [f"{'target':8s} {'test MAE':>10s} {'unit':12s} {'ratio':>7s} {'paper':>7s} {'train':>7s}  run"]
+    """One line per run, with the settings that tell the runs apart; then selections, seed groups, ensembles."""
+    settings = dict(zip(map(id, runs), differing_settings(runs)))
+    header = f"{'target':8s} {'test MAE':>10s} {'unit':12s} {'ratio':>7s} {'paper':>7s} {'train':>7s} {'val MAE':>10s}"
+    lines = [f"{header}  run  settings that differ between the runs"]
     for run in sorted(runs, key=lambda r: r["target"]):
         target = get_target(run["target"])
         paper = f"{target.paper_enn_s2s_ratio:7.2f}" if target.paper_enn_s2s_ratio else f"{'-':>7s}"
         train = run.get("molecules", {}).get("train", "-")
         lines.append(
             f"{run['target']:8s} {run['test_mae']:10.4g} {run['unit']:12s} {run['test_error_ratio']:7.2f} {paper} "
-            f"{train:>7}  {run['run_dir']}"
+            f"{train:>7} {run['best_val_mae']:10.4g}  {run['run_dir']}  {settings[id(run)]}".rstrip()
         )
     ratios = [r["test_error_ratio"] for r in runs if get_target(r["target"]).chemical_accuracy]
     if ratios:
         lines.append(f"mean error ratio over {len(ratios)} runs: {sum(ratios) / len(ratios):.2f} (paper enn-s2s: 0.68)")
+    selected = best_on_validation(runs)
+    if selected:
+        lines.append("selected on validation MAE, per target (its test MAE is the one to report):")
+    for run in selected:
+        lines.append(
+            f"{run['target']:8s} val MAE {run['best_val_mae']:.4g}  test MAE {run['test_mae']:.4g} {run['unit']}  "
+            f"error ratio {run['test_error_ratio']:.3g}  {run['run_dir']}  {settings[id(run)]}".rstrip()
+        )
     groups = seed_groups(runs)
     if groups:
         lines.append("runs that differ only in their seed (mean ± standard deviation; ensemble = mean prediction):")
@@ -66,6 +78,23 @@ def table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def differing_settings(runs: list[dict]) -> list[str]:
+    """For each run, `key=value` for the run-defining settings (RUN_DEFINING_KEYS, model flattened) that
+    are not the same in every run, e.g. the hyperparameters of a search; empty for a run without config."""
+    flat = [_flatten(run_definition(config)) if (config := _config(run)) else None for run in runs]
+    keys = sorted({key for values in flat if values for key in values} - {"target"})
+    varying = [k for k in keys if len({json.dumps(values.get(k)) for values in flat if values}) > 1]
+    return [" ".join(f"{k}={_short(values.get(k))}" for k in varying) if values else "" for values in flat]
+
+
+def best_on_validation(runs: list[dict]) -> list[dict]:
+    """Per target with two or more runs, the run with the lowest best validation MAE (model selection)."""
+    by_target: dict[str, list[dict]] = {}
+    for run in runs:
+        by_target.setdefault(run["target"], []).append(run)
+    return [min(group, key=lambda r: r["best_val_mae"]) for _, group in sorted(by_target.items()) if len(group) > 1]
+
+
 def ensemble_mae(runs: list[dict]) -> float:
     """Test MAE of the runs' mean prediction (each run's test_predictions.npz, same test molecules)."""
     predictions, reference = [], None
@@ -85,11 +114,11 @@ def ensemble_mae(runs: list[dict]) -> float:
 
 
 def seed_groups(runs: list[dict]) -> list[list[dict]]:
-    """Groups of two or more runs whose configs (config_resolved.yaml) differ only in the seed."""
+    """Groups of runs whose configs (config_resolved.yaml) differ only in the seed, with two or more seeds."""
     groups: dict[str, list[dict]] = {}
     for run in runs:
         groups.setdefault(_setting(run, _config(run)), []).append(run)
-    return [group for group in groups.values() if len(group) > 1]
+    return [group for group in groups.values() if len({run["seed"] for run in group}) > 1]
 
 
 def training_size_groups(runs: list[dict]) -> dict[str, dict[int, list[float]]]:
@@ -114,8 +143,27 @@ def training_size_groups(runs: list[dict]) -> dict[str, dict[int, list[float]]]:
 
 
 def _config(run: dict) -> DictConfig | None:
-    path = Path(run["run_dir"]) / "config_resolved.yaml"
+    return _load_config(run["run_dir"])
+
+
+@functools.cache
+def _load_config(run_dir: str) -> DictConfig | None:
+    path = Path(run_dir) / "config_resolved.yaml"
     return OmegaConf.load(path) if path.exists() else None
+
+
+def _flatten(values: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _setting(run: dict, config: DictConfig | None, ignore: tuple[str, ...] = ("seed",)) -> str:

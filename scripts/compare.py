@@ -1,7 +1,8 @@
 """Compare runs against chemical accuracy: `python scripts/compare.py outputs/sweeps/<date> [more dirs]`.
 
-Prints one line per run (test MAE, error ratio, the paper's enn-s2s ratio), seed groups as
-mean ± standard deviation and as an ensemble, and draws error_ratios.png (--out),
+Prints one line per run (test MAE, error ratio, the paper's enn-s2s ratio, validation MAE, the
+settings that differ between the runs), the run selected on validation MAE for each target, seed
+groups as mean ± standard deviation and as an ensemble, and draws error_ratios.png (--out),
 learning_curves.png (--curves) and, for targets run at several training-set sizes
 (`data.train_size`), training_sizes.png (--sizes), with chemical accuracy as the reference line.
 """

@@ -143,3 +143,33 @@ def test_training_set_size_sweep(tmp_path, packed):
     assert sorted(line.split()[5] for line in compared.stdout.splitlines() if line.startswith("mu ")) == ["100", "400"]
     too_large = run_script("train.py", "data.train_size=600", "data.subset=600", f"hydra.run.dir={tmp_path / 'x'}")
     assert too_large.returncode != 0 and "data.train_size=600 is out of range; use 1..508" in too_large.stderr
+
+
+def test_paper_random_search_selects_on_validation(tmp_path, packed):
+    """hparams_search=paper_random_search: Optuna samples the paper's ranges and minimises validation MAE."""
+    from omegaconf import OmegaConf
+
+    sweep = tmp_path / "search"
+    search = ("hparams_search=paper_random_search", "hydra.sweeper.n_trials=3", "target=mu", "data.subset=300")
+    runs = _multirun(sweep, *search, "logger=none")
+    run_dirs = sorted(path.parent for path in sweep.glob("*/results.json"))
+    configs = [OmegaConf.load(run_dir / "config_resolved.yaml") for run_dir in run_dirs]
+    assert len(runs) == 3
+    for config in configs:  # the paper's ranges
+        assert 3 <= config.model.steps <= 8 and 1 <= config.model.readout_steps <= 12
+        assert 1e-5 <= config.optim.lr <= 5e-4 and 0.01 <= config.optim.final_lr_factor <= 1
+        assert 0.1 <= config.optim.decay_start <= 0.9 and config.optim.schedule == "linear_decay"
+    assert len({config.optim.lr for config in configs}) == 3  # sampled per trial
+    # The sweeper minimised what train.py returns: the best validation MAE, not the test MAE.
+    best = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert best.best_value == pytest.approx(min(run["best_val_mae"] for run in runs), rel=1e-6)
+
+    charts = ("--out", str(tmp_path / "r.png"), "--curves", str(tmp_path / "c.png"))
+    compared = run_script("scripts/compare.py", str(sweep), *charts)
+    assert compared.returncode == 0, compared.stderr
+    lines = compared.stdout.splitlines()
+    chosen = min(range(3), key=lambda i: runs[i]["best_val_mae"])
+    selected = lines[lines.index("selected on validation MAE, per target (its test MAE is the one to report):") + 1]
+    assert str(run_dirs[chosen]) in selected and f"test MAE {runs[chosen]['test_mae']:.4g} D" in selected
+    assert f"optim.lr={configs[chosen].optim.lr:.4g}" in selected and "model.steps=" in selected
+    assert "seeds" not in compared.stdout  # trials differ in hyperparameters, not only in the seed
