@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -40,6 +41,10 @@ def visible_gpus() -> list[str]:
         ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True, check=False
     )
     return listed.stdout.split() if listed.returncode == 0 else []
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(f"sweep stopped by signal {signal.Signals(signum).name}")
 
 
 @dataclass
@@ -96,6 +101,7 @@ class GpuPoolLauncher(Launcher):
         pending = list(enumerate(job_overrides, start=initial_job_idx))
         running: dict[Connection, _RunningJob] = {}
         returns: dict[int, JobReturn] = {}
+        previous_handler = signal.signal(signal.SIGTERM, _exit_on_signal)  # `kill` stops the jobs too
         try:
             while pending or running:
                 while pending and free:
@@ -119,7 +125,8 @@ class GpuPoolLauncher(Launcher):
                         f"({len(returns)}/{len(job_overrides)} done); output in {job.job_dir / 'console.log'}"
                     )
         finally:
-            for job in running.values():  # interrupted: do not leave jobs running on the GPUs
+            signal.signal(signal.SIGTERM, previous_handler)
+            for job in running.values():  # interrupted or killed: leave no job running on the GPUs
                 job.process.terminate()
                 job.process.join()
         return [returns[index] for index in sorted(returns)]
@@ -136,6 +143,7 @@ class GpuPoolLauncher(Launcher):
     def _run_in_child(self, config: DictConfig, gpu: str, job_dir: Path, send: Connection) -> None:
         """In the forked job: see one GPU, write the console to the run directory, run, report back."""
         assert self.hydra_context is not None and self.task_function is not None
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the sweep's handler: terminate() ends the job
         os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # the same numbering as nvidia-smi
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
         job_dir.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,9 @@ import json
 import multiprocessing
 import os
 import re
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import pytest
 from hydra.core.utils import JobStatus
 
 from hydra_plugins.mpnn_launchers.gpu_pool_launcher import GpuPoolLauncher, _RunningJob
-from tests.conftest import run_script
+from tests.conftest import REPO, run_script
 
 SWEEP = ("data.subset=300", "trainer.max_epochs=1", "trainer.accelerator=cpu", "logger=csv")
 
@@ -80,3 +83,36 @@ def test_a_job_that_dies_without_reporting_is_a_failure(tmp_path):
     assert result.status == JobStatus.FAILED and result.overrides == ["target=mu"]
     with pytest.raises(RuntimeError, match="sweep job #4 died with exit code 3"):
         _ = result.return_value
+
+
+@pytest.mark.slow
+def test_killing_the_sweep_stops_its_jobs(tmp_path, packed):
+    """SIGTERM to the sweep (`kill`, a scheduler's time limit) must not leave jobs training on the GPUs."""
+    command = [
+        sys.executable, str(REPO / "train.py"), "-m", "hydra/launcher=gpu_pool", "hydra.launcher.gpus=[0,1]",
+        "target=mu,homo,alpha", "data.subset=1000", "trainer.max_epochs=200", "trainer.accelerator=cpu",
+        "logger=none", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]  # fmt: skip
+    env = dict(os.environ, WANDB_SILENT="true", PYTHONUNBUFFERED="1")
+    sweep = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = ""
+    while "#1 started" not in seen:
+        line = sweep.stdout.readline()
+        assert line, seen
+        seen += line
+    jobs = [
+        int(pid)
+        for pid in subprocess.run(["pgrep", "-P", str(sweep.pid)], capture_output=True, text=True).stdout.split()
+    ]
+    assert len(jobs) == 2
+    checkpoint = tmp_path / "sweep" / "0-mu-edge_net" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 180
+    while not checkpoint.exists():  # a job in the middle of training
+        assert time.monotonic() < deadline and sweep.poll() is None
+        time.sleep(0.5)
+    sweep.send_signal(signal.SIGTERM)
+    assert sweep.wait(timeout=60) != 0
+    for pid in jobs:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not list((tmp_path / "sweep").glob("*/results.json"))
