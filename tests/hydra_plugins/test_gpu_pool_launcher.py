@@ -19,6 +19,13 @@ from tests.conftest import REPO, run_script
 SWEEP = ("data.subset=300", "trainer.max_epochs=1", "trainer.accelerator=cpu", "logger=csv")
 
 
+def _sweep(sweep: Path, targets: str) -> tuple[int, str]:
+    """A real two-slot gpu_pool multirun of one-epoch CPU runs: its exit code and its console output."""
+    args = ("-m", "hydra/launcher=gpu_pool", "hydra.launcher.gpus=[0,1]", f"target={targets}", *SWEEP)
+    result = run_script("train.py", *args, f"hydra.sweep.dir={sweep}")
+    return result.returncode, result.stdout + result.stderr
+
+
 def _events(log: str) -> list[tuple[str, int]]:
     """('started' | 'completed' | 'failed', job number) in the order the launcher logged them."""
     return [(event, int(job)) for job, event in re.findall(r"#(\d+) (started|completed|failed) on GPU", log)]
@@ -27,17 +34,14 @@ def _events(log: str) -> list[tuple[str, int]]:
 @pytest.mark.slow
 def test_jobs_run_two_at_a_time_each_on_its_own_gpu(tmp_path, packed):
     sweep = tmp_path / "sweep"
-    result = run_script(
-        "train.py", "-m", "hydra/launcher=gpu_pool", "hydra.launcher.gpus=[0,1]", "target=mu,homo,alpha",
-        *SWEEP, f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    returncode, output = _sweep(sweep, "mu,homo,alpha")
+    assert returncode == 0, output[-5000:]
     runs = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/results.json")}
     assert sorted(runs) == ["0-mu-edge_net", "1-homo-edge_net", "2-alpha-edge_net"]
     assert {run["cuda_visible_devices"] for run in runs.values()} == {"0", "1"}
     assert runs["0-mu-edge_net"]["cuda_visible_devices"] == "0"
     assert runs["1-homo-edge_net"]["cuda_visible_devices"] == "1"
-    events = _events(result.stdout + result.stderr)
+    events = _events(output)
     # Jobs 0 and 1 start together; job 2 waits for a free GPU.
     assert events[:2] == [("started", 0), ("started", 1)] and events[2][0] == "completed"
     assert events.index(("started", 2)) > 2 and len(events) == 6
@@ -48,13 +52,9 @@ def test_jobs_run_two_at_a_time_each_on_its_own_gpu(tmp_path, packed):
 @pytest.mark.slow
 def test_a_failed_job_fails_the_sweep_and_the_others_finish(tmp_path, packed):
     sweep = tmp_path / "sweep"
-    result = run_script(
-        "train.py", "-m", "hydra/launcher=gpu_pool", "hydra.launcher.gpus=[0,1]", "target=nonsense,mu",
-        *SWEEP, f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
-    assert result.returncode != 0
-    assert "unknown target 'nonsense'" in result.stderr.lower() + result.stdout.lower()
-    assert ("failed", 0) in _events(result.stdout + result.stderr)
+    returncode, output = _sweep(sweep, "nonsense,mu")
+    assert returncode != 0 and "unknown target 'nonsense'" in output
+    assert ("failed", 0) in _events(output)
     assert json.loads((sweep / "1-mu-edge_net" / "results.json").read_text())["target"] == "mu"
 
 
