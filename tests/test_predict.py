@@ -38,11 +38,30 @@ def test_xyz_predictions_equal_the_dataset_path(model, tmp_path, packed):
 
     table = predict_xyz(run_dir, xyz, smiles)
     assert (table["path"] == "template").all()
-    np.testing.assert_allclose(table["mu"], expected, rtol=1e-6)
+    np.testing.assert_allclose(table["mu [D]"], expected, rtol=1e-6)
     assert list(table["atoms"]) == [int(packed.num_atoms[r]) for r in rows]  # the XYZ keeps every hydrogen
 
     geometry_only = predict_xyz(run_dir, xyz)  # bonds perceived from the coordinates
-    assert (geometry_only["path"] != "template").all() and np.isfinite(geometry_only["mu"]).all()
+    assert (geometry_only["path"] != "template").all() and np.isfinite(geometry_only["mu [D]"]).all()
+
+
+def test_runs_of_one_target_predict_as_an_ensemble(tmp_path, packed):
+    """Two seeds of mu average, with their spread; a homo run adds its own column."""
+    runs = {name: tmp_path / name for name in ("mu0", "mu1", "homo")}
+    for name, overrides in {"mu0": ("seed=0",), "mu1": ("seed=1",), "homo": ("target=homo",)}.items():
+        train(runs[name], *overrides, "logger=none", "data.subset=300", "trainer.max_epochs=1")
+    datamodule = load_datamodule(runs["mu0"])
+    rows = datamodule.split.test[:5]
+    xyz, smiles = as_xyz(rows)
+    members = [load_model(runs[name]).predict(datamodule.batch(rows)).numpy() for name in ("mu0", "mu1")]
+    assert not np.allclose(members[0], members[1])  # two different models
+
+    table = predict_xyz(list(runs.values()), xyz, smiles)
+    assert list(table.columns[4:]) == ["mu [D]", "mu std [D]", "homo [eV]"]
+    np.testing.assert_allclose(table["mu [D]"], (members[0] + members[1]) / 2, rtol=1e-6)
+    np.testing.assert_allclose(table["mu std [D]"], np.abs(members[0] - members[1]) / np.sqrt(2), rtol=1e-5)
+    homo = load_model(runs["homo"]).predict(load_datamodule(runs["homo"]).batch(rows)).numpy()
+    np.testing.assert_allclose(table["homo [eV]"], homo, rtol=1e-6)
 
 
 def test_predict_script_and_its_errors(tmp_path, packed):
@@ -56,7 +75,7 @@ def test_predict_script_and_its_errors(tmp_path, packed):
     args = ("scripts/predict.py", str(run_dir), str(tmp_path / "m.xyz"))
     result = run_script(*args, "--smiles", str(tmp_path / "m.smi"), "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert " D" in result.stdout.splitlines()[1] and len(out.read_text().splitlines()) == 4
+    assert "mu [D]" in result.stdout.splitlines()[0] and len(out.read_text().splitlines()) == 4
     again = run_script(*args, "--out", str(out))
     assert again.returncode != 0 and "exists; choose another --out" in again.stderr
 
