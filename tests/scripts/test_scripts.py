@@ -140,7 +140,8 @@ def test_training_set_size_sweep(tmp_path, packed):
     compared = run_script("scripts/compare.py", str(sweep), *charts)
     assert compared.returncode == 0, compared.stderr
     assert str(sizes) in compared.stdout and sizes.stat().st_size > 1000
-    assert sorted(line.split()[5] for line in compared.stdout.splitlines() if line.startswith("mu ")) == ["100", "400"]
+    table = compared.stdout.split("mean error ratio")[0].splitlines()  # one line per run
+    assert sorted(line.split()[5] for line in table if line.startswith("mu ")) == ["100", "400"]
     too_large = run_script("train.py", "data.train_size=600", "data.subset=600", f"hydra.run.dir={tmp_path / 'x'}")
     assert too_large.returncode != 0 and "data.train_size=600 is out of range; use 1..508" in too_large.stderr
 
