@@ -174,3 +174,23 @@ def test_paper_random_search_selects_on_validation(tmp_path, packed):
     assert str(run_dirs[chosen]) in selected and f"test MAE {runs[chosen]['test_mae']:.4g} D" in selected
     assert f"optim.lr={configs[chosen].optim.lr:.4g}" in selected and "model.steps=" in selected
     assert "seeds" not in compared.stdout  # trials differ in hyperparameters, not only in the seed
+
+
+def test_a_search_with_storage_continues_in_a_later_sweep(tmp_path, packed):
+    """hydra.sweeper.storage: a second sweep adds its trials to the first one's study."""
+    import optuna
+    from omegaconf import OmegaConf
+
+    storage = f"sqlite:///{tmp_path / 'mu_search.db'}"
+    search = ("hparams_search=paper_random_search", "target=mu", "data.subset=300", "logger=none")
+    first = _multirun(tmp_path / "a", *search, "hydra.sweeper.n_trials=2", f"hydra.sweeper.storage={storage}")
+    later = _multirun(
+        tmp_path / "b", *search, "hydra.sweeper.n_trials=1", f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.sampler.seed=1",
+    )  # fmt: skip
+    study = optuna.load_study(study_name="mu", storage=storage)
+    assert len(study.trials) == 3
+    assert sorted(t.value for t in study.trials) == sorted(r["best_val_mae"] for r in first + later)
+    assert len({t.params["optim.lr"] for t in study.trials}) == 3  # the later sweep sampled new points
+    best = OmegaConf.load(tmp_path / "b" / "optimization_results.yaml")
+    assert best.best_value == pytest.approx(min(r["best_val_mae"] for r in first + later), rel=1e-6)
