@@ -60,10 +60,12 @@ class _RunningJob:
 class GpuPoolLauncher(Launcher):
     """Runs sweep jobs as parallel processes, `jobs_per_gpu` per GPU, each pinned to one GPU."""
 
-    def __init__(self, gpus: Sequence[int | str] | None = None, jobs_per_gpu: int = 1) -> None:
+    def __init__(self, gpus: Sequence[int | str] | int | str | None = None, jobs_per_gpu: int = 1) -> None:
         if not isinstance(jobs_per_gpu, int) or jobs_per_gpu < 1:
             raise ValueError(f"hydra.launcher.jobs_per_gpu={jobs_per_gpu!r}: must be a whole number >= 1")
-        self.gpus = None if gpus is None else [str(gpu) for gpu in gpus]
+        if isinstance(gpus, (int, str)):  # gpus=3 or gpus="0,2"
+            gpus = str(gpus).split(",")
+        self.gpus = None if gpus is None else [str(gpu).strip() for gpu in gpus]
         self.jobs_per_gpu = jobs_per_gpu
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None

@@ -62,6 +62,7 @@ def test_slots_alternate_gpus_and_bad_settings_are_refused(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
     assert GpuPoolLauncher().slots() == ["0", "1", "2"]
     assert GpuPoolLauncher(gpus=[2, 0], jobs_per_gpu=2).slots() == ["2", "0", "2", "0"]
+    assert GpuPoolLauncher(gpus=1).slots() == ["1"] and GpuPoolLauncher(gpus="0, 2").slots() == ["0", "2"]
     with pytest.raises(ValueError, match="5 not among the visible GPUs 0, 1, 2"):
         GpuPoolLauncher(gpus=[0, 5]).slots()
     with pytest.raises(ValueError, match="jobs_per_gpu=0: must be a whole number >= 1"):
