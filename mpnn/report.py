@@ -30,7 +30,10 @@ def collect(paths: list[str | Path]) -> list[dict]:
 
 def table(runs: list[dict]) -> str:
     """One line per run, with the settings that tell the runs apart; then selections, seed groups, ensembles."""
-    settings = dict(zip(map(id, runs), differing_settings(runs)))
+    settings = {
+        id(run): " ".join(f"{key}={_short(value)}" for key, value in differs.items())
+        for run, differs in zip(runs, differing_settings(runs))
+    }
     header = f"{'target':8s} {'test MAE':>10s} {'unit':12s} {'ratio':>7s} {'paper':>7s} {'train':>7s} {'val MAE':>10s}"
     lines = [f"{header}  run  settings that differ between the runs"]
     for run in sorted(runs, key=lambda r: r["target"]):
@@ -78,13 +81,13 @@ def table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def differing_settings(runs: list[dict]) -> list[str]:
-    """For each run, `key=value` for the run-defining settings (RUN_DEFINING_KEYS, model flattened) that
-    are not the same in every run, e.g. the hyperparameters of a search; empty for a run without config."""
+def differing_settings(runs: list[dict]) -> list[dict]:
+    """For each run, the run-defining settings (RUN_DEFINING_KEYS, model flattened) that are not the
+    same in every run, e.g. the hyperparameters of a search; empty for a run without its config."""
     flat = [_flatten(run_definition(config)) if (config := _config(run)) else None for run in runs]
     keys = sorted({key for values in flat if values for key in values} - {"target"})
     varying = [k for k in keys if len({json.dumps(values.get(k)) for values in flat if values}) > 1]
-    return [" ".join(f"{k}={_short(values.get(k))}" for k in varying) if values else "" for values in flat]
+    return [{k: values.get(k) for k in varying} if values else {} for values in flat]
 
 
 def best_on_validation(runs: list[dict]) -> list[dict]:

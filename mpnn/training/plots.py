@@ -158,6 +158,53 @@ def draw_training_sizes(groups: dict[str, dict[int, list[float]]], path: Path) -
     plt.close(fig)
 
 
+def draw_setting_effects(runs: list[dict], settings: list[dict], path: Path) -> bool:
+    """Validation error ratio against each numeric setting that differs between the runs (the
+    hyperparameters of a search, not the seed), one panel per setting, the run selected on
+    validation per target starred. False (and nothing drawn) when no such setting differs."""
+    from mpnn.report import best_on_validation
+    from mpnn.targets import get_target
+
+    keys = sorted({key for differs in settings for key, value in differs.items() if _is_number(value)} - {"seed"})
+    if not keys:
+        return False
+    plt = _pyplot()
+    columns = min(3, len(keys))
+    rows = -(-len(keys) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.5 * rows), squeeze=False)
+    selected = {id(run) for run in best_on_validation(runs)}
+    for ax, key in zip(axes.flat, keys):
+        for name in sorted({run["target"] for run in runs}):
+            accuracy = get_target(name).chemical_accuracy or 1.0
+            points = [
+                (differs[key], run["best_val_mae"] / accuracy, id(run) in selected)
+                for run, differs in zip(runs, settings)
+                if run["target"] == name and _is_number(differs.get(key))
+            ]
+            line = ax.scatter([x for x, _, _ in points], [y for _, y, _ in points], s=18, label=name)
+            best = [(x, y) for x, y, chosen in points if chosen]
+            if best:
+                ax.scatter(*zip(*best), marker="*", s=160, color=line.get_facecolor()[0], edgecolor="k")
+        values = [differs[key] for differs in settings if _is_number(differs.get(key))]
+        if min(values) > 0 and max(values) / min(values) > 10:
+            ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(key)
+        ax.set_ylabel("best validation MAE / chemical accuracy")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.set_visible(False)
+    fig.suptitle("each run's validation error against the settings that differ (star: selected)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def draw_error_breakdown(frame: pd.DataFrame, target: Target, path: Path) -> None:
     """Test MAE by number of heavy atoms (with molecule counts) and the distribution of errors."""
     from mpnn.analysis import breakdown

@@ -105,9 +105,11 @@ def test_multirun_sweep_then_compare(tmp_path, packed):
 
     chart = tmp_path / "ratios.png"
     curves, sizes = tmp_path / "curves.png", tmp_path / "sizes.png"
+    settings = tmp_path / "settings.png"
     compared = run_script(
-        "scripts/compare.py", str(sweep), "--out", str(chart), "--curves", str(curves), "--sizes", str(sizes)
-    )
+        "scripts/compare.py", str(sweep), "--out", str(chart), "--curves", str(curves), "--sizes", str(sizes),
+        "--settings", str(settings),
+    )  # fmt: skip
     assert compared.returncode == 0, compared.stderr
     lines = compared.stdout.splitlines()
     homo = next(line for line in lines if line.startswith("homo"))
@@ -125,6 +127,7 @@ def test_multirun_sweep_then_compare(tmp_path, packed):
     assert expected in ensemble_line
     assert chart.stat().st_size > 1000 and curves.stat().st_size > 1000
     assert not sizes.exists()  # one training-set size only: nothing to draw
+    assert not settings.exists()  # only the seed differs between runs of a target: no setting to draw
     missing = run_script("scripts/compare.py", str(tmp_path / "nothing"))
     assert missing.returncode != 0 and "no results.json under" in missing.stderr
 
@@ -137,6 +140,7 @@ def test_training_set_size_sweep(tmp_path, packed):
     assert {(r["molecules"]["val"], r["molecules"]["test"]) for r in runs} == {(46, 46)}
     sizes = tmp_path / "sizes.png"
     charts = ("--out", str(tmp_path / "r.png"), "--curves", str(tmp_path / "c.png"), "--sizes", str(sizes))
+    charts += ("--settings", str(tmp_path / "s.png"))
     compared = run_script("scripts/compare.py", str(sweep), *charts)
     assert compared.returncode == 0, compared.stderr
     assert str(sizes) in compared.stdout and sizes.stat().st_size > 1000
@@ -165,9 +169,11 @@ def test_paper_random_search_selects_on_validation(tmp_path, packed):
     best = OmegaConf.load(sweep / "optimization_results.yaml")
     assert best.best_value == pytest.approx(min(run["best_val_mae"] for run in runs), rel=1e-6)
 
-    charts = ("--out", str(tmp_path / "r.png"), "--curves", str(tmp_path / "c.png"))
+    settings = tmp_path / "settings.png"
+    charts = ("--out", str(tmp_path / "r.png"), "--curves", str(tmp_path / "c.png"), "--settings", str(settings))
     compared = run_script("scripts/compare.py", str(sweep), *charts)
     assert compared.returncode == 0, compared.stderr
+    assert str(settings) in compared.stdout and settings.stat().st_size > 1000  # error against each setting
     lines = compared.stdout.splitlines()
     chosen = min(range(3), key=lambda i: runs[i]["best_val_mae"])
     selected = lines[lines.index("selected on validation MAE, per target (its test MAE is the one to report):") + 1]
