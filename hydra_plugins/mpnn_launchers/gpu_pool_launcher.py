@@ -99,7 +99,7 @@ class GpuPoolLauncher(Launcher):
         free = self.slots()
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info(f"Launching {len(job_overrides)} jobs on GPUs {', '.join(sorted(set(free)))}, {len(free)} at a time")
-        fork = multiprocessing.get_context("fork")  # the job inherits the composed config; nothing is pickled
+        fork = multiprocessing.get_context("fork")  # a job inherits its config and the task; only results are pickled
         pending = list(enumerate(job_overrides, start=initial_job_idx))
         running: dict[Connection, _RunningJob] = {}
         returns: dict[int, JobReturn] = {}
