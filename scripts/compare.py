@@ -1,5 +1,6 @@
 """Compare runs against chemical accuracy: `python scripts/compare.py outputs/sweeps/<date> [more dirs]`.
 
+Charts go into the first directory given (or next to the first results.json) unless named.
 Prints one line per run (test MAE, error ratio, the paper's enn-s2s ratio, validation MAE, the
 settings that differ between the runs), the run selected on validation MAE for each target, seed
 groups as mean ± standard deviation and as an ensemble, and draws error_ratios.png (--out),
@@ -22,11 +23,17 @@ sys.path.insert(0, str(ROOT))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", help="run or sweep directories, or results.json files")
-    parser.add_argument("--out", default="error_ratios.png", help="where to draw the error-ratio chart")
-    parser.add_argument("--curves", default="learning_curves.png", help="where to draw the validation curves")
-    parser.add_argument("--sizes", default="training_sizes.png", help="where to draw error against training size")
-    parser.add_argument("--settings", default="settings.png", help="where to draw error against differing settings")
+    parser.add_argument("--out", type=Path, help="the error-ratio chart (default: error_ratios.png in the first path)")
+    parser.add_argument("--curves", type=Path, help="the validation curves (default: learning_curves.png, as --out)")
+    parser.add_argument("--sizes", type=Path, help="error against training size (default: training_sizes.png)")
+    parser.add_argument("--settings", type=Path, help="error against differing settings (default: settings.png)")
     args = parser.parse_args()
+    first = Path(args.paths[0])
+    chart_dir = first if first.is_dir() else first.parent  # charts go next to the runs they show
+    out = args.out or chart_dir / "error_ratios.png"
+    curves = args.curves or chart_dir / "learning_curves.png"
+    sizes = args.sizes or chart_dir / "training_sizes.png"
+    settings = args.settings or chart_dir / "settings.png"
 
     from mpnn.report import collect, differing_settings, table, training_size_groups
     from mpnn.training.plots import (
@@ -41,16 +48,16 @@ def main() -> None:
     except FileNotFoundError as error:
         parser.error(str(error))
     print(table(runs))
-    draw_error_ratios(runs, Path(args.out))
-    draw_learning_curves(runs, Path(args.curves))
-    charts = [args.out, args.curves]
+    draw_error_ratios(runs, out)
+    draw_learning_curves(runs, curves)
+    charts = [out, curves]
     groups = training_size_groups(runs)
     if groups:
-        draw_training_sizes(groups, Path(args.sizes))
-        charts.append(args.sizes)
-    if draw_setting_effects(runs, differing_settings(runs), Path(args.settings)):
-        charts.append(args.settings)
-    print(f"charts: {', '.join(charts)}")
+        draw_training_sizes(groups, sizes)
+        charts.append(sizes)
+    if draw_setting_effects(runs, differing_settings(runs), settings):
+        charts.append(settings)
+    print(f"charts: {', '.join(map(str, charts))}")
 
 
 if __name__ == "__main__":
