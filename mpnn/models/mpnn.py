@@ -62,6 +62,11 @@ class MPNN(nn.Module):
         master_dim: int | None = None,
     ):
         super().__init__()
+        for name, value, least in (("hidden_dim", hidden_dim, 1), ("steps", steps, 0), ("towers", towers, 1)):
+            if not isinstance(value, int) or value < least:
+                raise ValueError(f"model.{name}={value!r} must be a whole number >= {least}")
+        if readout == "set2set" and (not isinstance(readout_steps, int) or readout_steps < 1):
+            raise ValueError(f"model.readout_steps={readout_steps!r} must be a whole number >= 1")
         if hidden_dim % towers:
             raise ValueError(f"model.hidden_dim={hidden_dim} must be divisible by model.towers={towers}")
         self.steps = steps

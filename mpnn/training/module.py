@@ -45,6 +45,12 @@ class MPNNModule(L.LightningModule):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown optim.schedule={schedule!r}; valid: {', '.join(SCHEDULES)}")
+        if not lr > 0:
+            raise ValueError(f"optim.lr={lr!r} must be positive")
+        if not 0 <= decay_start <= 1:
+            raise ValueError(f"optim.decay_start={decay_start!r} must be in [0, 1]: a fraction of training")
+        if not 0 < final_lr_factor <= 1:
+            raise ValueError(f"optim.final_lr_factor={final_lr_factor!r} must be in (0, 1]")
         if cuda_graph and compile_mode == "reduce-overhead":
             raise ValueError(
                 "optim.compile_mode=reduce-overhead captures its own CUDA graphs and cannot run inside "

@@ -102,6 +102,20 @@ def test_towers_must_divide_hidden_dim():
         build_model(EdgeNetworkMessage, EdgeFeaturizer(), towers=3)
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"hidden_dim": -3}, "model.hidden_dim=-3 must be a whole number >= 1"),
+        ({"steps": -1}, "model.steps=-1 must be a whole number >= 0"),
+        ({"towers": 0}, "model.towers=0 must be a whole number >= 1"),
+        ({"readout_steps": 0}, "model.readout_steps=0 must be a whole number >= 1"),
+    ],
+)
+def test_sizes_out_of_range_are_rejected(setting, message):
+    with pytest.raises(ValueError, match=message):
+        build_model(EdgeNetworkMessage, EdgeFeaturizer(), **setting)
+
+
 def test_unknown_readout_is_rejected():
     with pytest.raises(ValueError, match="valid: set2set, gated_sum"):
         build_model(EdgeNetworkMessage, EdgeFeaturizer(), readout="mean")

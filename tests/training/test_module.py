@@ -37,6 +37,19 @@ def test_unknown_schedule_is_rejected(packed):
         build(compose_config("data.subset=100", "optim.schedule=cosine"))
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lr=-1", "optim.lr=-1 must be positive"),
+        ("optim.decay_start=1.5", r"optim.decay_start=1.5 must be in \[0, 1\]"),
+        ("optim.final_lr_factor=0", r"optim.final_lr_factor=0 must be in \(0, 1\]"),
+    ],
+)
+def test_optimiser_settings_out_of_range_are_rejected(override, message, packed):
+    with pytest.raises(ValueError, match=message):
+        build(compose_config("data.subset=100", override))
+
+
 def fit(epochs: int, *overrides: str, precision: str = "32-true"):
     """Train through the real Lightning Trainer on CPU; 254 training molecules, 8 batches per epoch."""
     datamodule, module = build(compose_config("data.subset=300", "data.batch_size=32", *overrides))
