@@ -90,6 +90,29 @@ def differing_settings(runs: list[dict]) -> list[dict]:
     return [{k: values.get(k) for k in varying} if values else {} for values in flat]
 
 
+def rows(runs: list[dict]) -> list[dict]:
+    """The table as records, one per run, each differing setting in a column of its own (for CSV)."""
+    records = []
+    for run, differs in zip(runs, differing_settings(runs)):
+        target = get_target(run["target"])
+        records.append(
+            {
+                "target": run["target"],
+                "unit": run["unit"],
+                "test_mae": run["test_mae"],
+                "test_error_ratio": run["test_error_ratio"],
+                "paper_enn_s2s_ratio": target.paper_enn_s2s_ratio,
+                "best_val_mae": run["best_val_mae"],
+                "train_molecules": run.get("molecules", {}).get("train"),
+                "epochs": run.get("epochs"),
+                "seed": run.get("seed"),
+                **{key: value for key, value in differs.items() if key != "seed"},
+                "run_dir": run["run_dir"],
+            }
+        )
+    return records
+
+
 def best_on_validation(runs: list[dict]) -> list[dict]:
     """Per target with two or more runs, the run with the lowest best validation MAE (model selection)."""
     by_target: dict[str, list[dict]] = {}

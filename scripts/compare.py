@@ -1,6 +1,7 @@
 """Compare runs against chemical accuracy: `python scripts/compare.py outputs/sweeps/<date> [more dirs]`.
 
-Charts go into the first directory given (or next to the first results.json) unless named.
+Charts and runs.csv (the table, one row per run) go into the first directory given (or next to
+the first results.json) unless named.
 Prints one line per run (test MAE, error ratio, the paper's enn-s2s ratio, validation MAE, the
 settings that differ between the runs), the run selected on validation MAE for each target, seed
 groups as mean ± standard deviation and as an ensemble, and draws error_ratios.png (--out),
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument("--curves", type=Path, help="the validation curves (default: learning_curves.png, as --out)")
     parser.add_argument("--sizes", type=Path, help="error against training size (default: training_sizes.png)")
     parser.add_argument("--settings", type=Path, help="error against differing settings (default: settings.png)")
+    parser.add_argument("--csv", type=Path, help="the table, one row per run (default: runs.csv, as --out)")
     args = parser.parse_args()
     first = Path(args.paths[0])
     chart_dir = first if first.is_dir() else first.parent  # charts go next to the runs they show
@@ -34,8 +36,11 @@ def main() -> None:
     curves = args.curves or chart_dir / "learning_curves.png"
     sizes = args.sizes or chart_dir / "training_sizes.png"
     settings = args.settings or chart_dir / "settings.png"
+    csv = args.csv or chart_dir / "runs.csv"
 
-    from mpnn.report import collect, differing_settings, table, training_size_groups
+    import pandas as pd
+
+    from mpnn.report import collect, differing_settings, rows, table, training_size_groups
     from mpnn.training.plots import (
         draw_error_ratios,
         draw_learning_curves,
@@ -58,6 +63,8 @@ def main() -> None:
     if draw_setting_effects(runs, differing_settings(runs), settings):
         charts.append(settings)
     print(f"charts: {', '.join(map(str, charts))}")
+    pd.DataFrame(rows(runs)).to_csv(csv, index=False)
+    print(f"table: {csv}")
 
 
 if __name__ == "__main__":

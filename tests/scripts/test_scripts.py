@@ -173,6 +173,13 @@ def test_paper_random_search_selects_on_validation(tmp_path, packed):
     assert compared.returncode == 0, compared.stderr
     for chart in ("error_ratios.png", "learning_curves.png", "settings.png"):  # by default next to the runs
         assert str(sweep / chart) in compared.stdout and (sweep / chart).stat().st_size > 1000
+    import pandas as pd
+
+    table = pd.read_csv(sweep / "runs.csv").sort_values("run_dir")
+    assert list(table["run_dir"]) == [str(run_dir) for run_dir in run_dirs]
+    assert list(table["best_val_mae"]) == pytest.approx([run["best_val_mae"] for run in runs])
+    assert list(table["optim.lr"]) == pytest.approx([config.optim.lr for config in configs])
+    assert list(table["model.steps"]) == [config.model.steps for config in configs]
     lines = compared.stdout.splitlines()
     chosen = min(range(3), key=lambda i: runs[i]["best_val_mae"])
     selected = lines[lines.index("selected on validation MAE, per target (its test MAE is the one to report):") + 1]
