@@ -28,6 +28,13 @@ def collect(paths: list[str | Path]) -> list[dict]:
     return found
 
 
+def unfinished(paths: list[str | Path]) -> list[Path]:
+    """Run directories (those Hydra wrote a .hydra/ into) under the given directories that hold no
+    results.json: failed, interrupted or still running, and so missing from any comparison."""
+    runs = {hydra.parent for path in map(Path, paths) if path.is_dir() for hydra in path.rglob(".hydra")}
+    return sorted(run for run in runs if not (run / "results.json").exists())
+
+
 def table(runs: list[dict]) -> str:
     """One line per run, with the settings that tell the runs apart; then selections, seed groups, ensembles."""
     settings = {

@@ -40,7 +40,7 @@ def main() -> None:
 
     import pandas as pd
 
-    from mpnn.report import collect, differing_settings, rows, table, training_size_groups
+    from mpnn.report import collect, differing_settings, rows, table, training_size_groups, unfinished
     from mpnn.training.plots import (
         draw_error_ratios,
         draw_learning_curves,
@@ -53,6 +53,10 @@ def main() -> None:
     except FileNotFoundError as error:
         parser.error(str(error))
     print(table(runs))
+    missing = unfinished(args.paths)
+    if missing:
+        print(f"not compared, no results.json (failed, interrupted or running): {len(missing)} runs")
+        print("\n".join(f"  {run}" for run in missing))
     draw_error_ratios(runs, out)
     draw_learning_curves(runs, curves)
     charts = [out, curves]

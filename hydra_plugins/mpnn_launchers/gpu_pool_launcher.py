@@ -103,6 +103,7 @@ class GpuPoolLauncher(Launcher):
         pending = list(enumerate(job_overrides, start=initial_job_idx))
         running: dict[Connection, _RunningJob] = {}
         returns: dict[int, JobReturn] = {}
+        start = time.perf_counter()
         previous_handler = signal.signal(signal.SIGTERM, _exit_on_signal)  # `kill` stops the jobs too
         try:
             while pending or running:
@@ -131,6 +132,11 @@ class GpuPoolLauncher(Launcher):
             for job in running.values():  # interrupted or killed: leave no job running on the GPUs
                 job.process.terminate()
                 job.process.join()
+        failed = [index for index, result in sorted(returns.items()) if result.status != JobStatus.COMPLETED]
+        log.info(
+            f"{len(returns) - len(failed)} of {len(returns)} jobs completed in {time.perf_counter() - start:.0f} s"
+            + (f"; failed: {', '.join(f'#{index}' for index in failed)}" if failed else "")
+        )
         return [returns[index] for index in sorted(returns)]
 
     def _job_config(self, overrides: list[str], index: int) -> DictConfig:

@@ -45,6 +45,7 @@ def test_jobs_run_two_at_a_time_each_on_its_own_gpu(tmp_path, packed):
     # Jobs 0 and 1 start together; job 2 waits for a free GPU.
     assert events[:2] == [("started", 0), ("started", 1)] and events[2][0] == "completed"
     assert events.index(("started", 2)) > 2 and len(events) == 6
+    assert re.search(r"3 of 3 jobs completed in \d+ s\n", output)
     for name, run in runs.items():  # each job's console went to its own run directory
         assert f"{run['target']}: test MAE" in (sweep / name / "console.log").read_text()
 
@@ -54,8 +55,13 @@ def test_a_failed_job_fails_the_sweep_and_the_others_finish(tmp_path, packed):
     sweep = tmp_path / "sweep"
     returncode, output = _sweep(sweep, "nonsense,mu")
     assert returncode != 0 and "unknown target 'nonsense'" in output
-    assert ("failed", 0) in _events(output)
+    assert ("failed", 0) in _events(output) and "1 of 2 jobs completed in" in output and "; failed: #0" in output
     assert json.loads((sweep / "1-mu-edge_net" / "results.json").read_text())["target"] == "mu"
+    compared = run_script("scripts/compare.py", str(sweep))  # the failed run is named, not silently left out
+    assert compared.returncode == 0, compared.stderr
+    assert f"no results.json (failed, interrupted or running): 1 runs\n  {sweep / '0-nonsense-edge_net'}\n" in (
+        compared.stdout
+    )
 
 
 def test_slots_alternate_gpus_and_bad_settings_are_refused(monkeypatch):
