@@ -12,6 +12,7 @@ import lightning as L
 import numpy as np
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import WeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
 from mpnn.data.batch import NODE_FEATURES
@@ -61,6 +62,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     loggers = [instantiate(c) for c in cfg.logger.values()] if cfg.get("logger") else []
     callbacks = [instantiate(c) for c in cfg.callbacks.values()] if cfg.get("callbacks") else []
+    if any(isinstance(c, WeightAveraging) for c in callbacks) and (cfg.optim.compile or cfg.optim.cuda_graph):
+        raise ValueError("callbacks=ema is not tested with optim.compile or optim.cuda_graph; use it without them")
     throughput = next((c for c in callbacks if isinstance(c, Throughput)), None)
     history = next((c for c in callbacks if isinstance(c, MetricHistory)), None)
     trainer: L.Trainer = instantiate(
@@ -81,6 +84,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         checkpoint.best_model_score if checkpoint is not None and best else trainer.callback_metrics.get("val/mae")
     )
     ckpt_path = best or None
+    # callbacks=ema: the checkpoint's state_dict holds the averaged weights, which validation chose;
+    # the callback would load the raw ones over them for the test, so it leaves before testing.
+    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
     test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]
     if not trainer.is_global_zero:  # other DDP ranks are done: rank 0 reports
         return {}

@@ -126,6 +126,32 @@ def test_submitit_local_sweep_runs_jobs_as_separate_processes(tmp_path, packed):
     assert list(sweep.glob(".submitit/*/*_log.out"))  # submitit ran them as jobs
 
 
+def test_ema_weights_are_validated_checkpointed_and_tested(tmp_path, packed):
+    """callbacks=ema: validation scores the averaged weights, the checkpoint and the test hold them."""
+    import numpy as np
+    import torch
+
+    from mpnn.training.run import load_datamodule, load_model
+
+    out = tmp_path / "run"
+    results = train(out, "callbacks=ema", "callbacks.ema.decay=0.9", "data.subset=600", "trainer.max_epochs=3")
+    model, datamodule = load_model(out), load_datamodule(out)
+
+    def mae(indices) -> float:
+        truth = datamodule.dataset.y[torch.as_tensor(indices)].numpy()
+        return float(np.abs(model.predict(datamodule.batch(indices)).numpy() - truth).mean())
+
+    assert mae(datamodule.split.val) == pytest.approx(results["best_val_mae"], rel=1e-5)
+    assert mae(datamodule.split.test) == pytest.approx(results["test_mae"], rel=1e-5)
+    checkpoint = torch.load(results["best_checkpoint"], map_location="cpu", weights_only=False)
+    raw = {k.removeprefix("model."): v for k, v in checkpoint["current_model_state"].items() if k.startswith("model.")}
+    model.load_state_dict(raw)  # the raw weights, kept for resuming, are another model
+    assert abs(mae(datamodule.split.val) - results["best_val_mae"]) > 1e-4
+
+    refused = run_script("train.py", "callbacks=ema", "optim.compile=true", "data.static_shapes=true")
+    assert refused.returncode != 0 and "callbacks=ema is not tested with optim.compile" in refused.stderr
+
+
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, packed):
     """Kill a real run after its first checkpoint; resume=true finishes it with the full history."""
     out = tmp_path / "run"
