@@ -1,4 +1,4 @@
-"""Callbacks: training throughput, and prediction dynamics on a fixed validation batch."""
+"""Callbacks: training throughput, metric history, prediction dynamics, and weight averaging."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.trainer.states import TrainerFn
 
 from mpnn.training.plots import draw_prediction_dynamics
 
@@ -118,3 +120,17 @@ class PredictionDynamics(L.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, L.pytorch.loggers.WandbLogger):
                 logger.log_image("prediction_dynamics", [str(path)])
+
+
+class EMA(EMAWeightAveraging):
+    """Lightning's exponential moving average of the weights, evaluated as validation chose it.
+
+    A checkpoint's `state_dict` holds the averaged weights (validation scored them and picked the
+    best checkpoint by them). Lightning's callback loads the raw weights over them whenever a
+    checkpoint is loaded; this one does so only to continue training, so `trainer.test` and
+    `trainer.validate` on a checkpoint evaluate the averaged weights, as `load_model` does.
+    """
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)

@@ -84,9 +84,6 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         checkpoint.best_model_score if checkpoint is not None and best else trainer.callback_metrics.get("val/mae")
     )
     ckpt_path = best or None
-    # callbacks=ema: the checkpoint's state_dict holds the averaged weights, which validation chose;
-    # the callback would load the raw ones over them for the test, so it leaves before testing.
-    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
     test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]
     if not trainer.is_global_zero:  # other DDP ranks are done: rank 0 reports
         return {}
