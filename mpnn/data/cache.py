@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 FEATURE_SET = "gilmer2017:type,z,acceptor,donor,aromatic,hybridization,num_h;bonds:single,double,triple,aromatic"
-_ARRAYS = (
+ARRAYS = (
     "index",
     "num_atoms",
     "z",
@@ -83,7 +83,7 @@ def save(packed: PackedQM9, path: Path, key: dict, counts: dict[str, int]) -> No
     """Write atomically (temporary file + rename) so an interrupted build leaves no half file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **{name: getattr(packed, name) for name in _ARRAYS})
+    np.savez_compressed(tmp, **{name: getattr(packed, name) for name in ARRAYS})
     os.replace(tmp, path)
     meta = {"key": key, "molecules": len(packed), "atoms": int(len(packed.z)), "paths": counts}
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -92,7 +92,7 @@ def save(packed: PackedQM9, path: Path, key: dict, counts: dict[str, int]) -> No
 def load(path: Path) -> PackedQM9:
     try:
         with np.load(path) as archive:
-            arrays = {name: archive[name] for name in _ARRAYS}
+            arrays = {name: archive[name] for name in ARRAYS}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
         raise RuntimeError(
             f"processed QM9 cache {path} is unreadable ({type(error).__name__}: {error}). "
