@@ -1,8 +1,8 @@
 """QM9DataModule: the cached dataset resident on the training device, batched by index there.
 
-Loaders yield only molecule indices (plus the batch's largest molecule size, read on the CPU);
-`on_after_batch_transfer` gathers the padded tensors on the device. The edge representation
-(`edges=...`) is an EdgeFeaturizer handed to the model, which builds edges on the device.
+Loaders yield only molecule indices (plus sizes counted on the host); `on_after_batch_transfer`
+gathers the batch on the device: a dense `MoleculeBatch` (backend `dense`) or a PyG `Batch`
+(backend `pyg`), from the same cache, split and target.
 """
 
 from __future__ import annotations
@@ -15,9 +15,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mpnn.data import cache
-from mpnn.data.batch import NODE_FEATURES, MoleculeBatch, PaddedQM9
-from mpnn.data.edges import EdgeFeaturizer
+from mpnn.data.features import atom_table
+from mpnn.data.graphs import GraphQM9
+from mpnn.data.padded import PaddedQM9
+from mpnn.data.spec import DataSpec
 from mpnn.data.split import Split, load_or_create_permutation, make_split
+from mpnn.models.protocol import BACKENDS
+from mpnn.models.scaler import element_counts as scaler_counts
+from mpnn.recipes import get_recipe
 from mpnn.targets import TARGET_NAMES, get_target
 
 
@@ -42,9 +47,11 @@ class QM9DataModule(L.LightningDataModule):
         self,
         root: str = "data",
         target: str = "mu",
+        recipe: str | None = None,
         edges: str = "raw_distance",
         virtual_edges: bool = False,
         explicit_h: bool = True,
+        backend: str = "dense",
         batch_size: int = 128,
         eval_batch_size: int = 512,
         subset: int | None = None,
@@ -58,18 +65,28 @@ class QM9DataModule(L.LightningDataModule):
                 raise ValueError(f"data.{name}={value} must be a positive number of molecules")
         if split_seed < 0:
             raise ValueError(f"data.split_seed={split_seed} must be a non-negative integer")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend={backend!r}; valid: {', '.join(BACKENDS)} (or auto)")
+        if static_shapes and backend != "dense":
+            raise ValueError("data.static_shapes=true pads dense batches; it needs backend=dense")
         self.target = get_target(target)
-        self.target_column = TARGET_NAMES.index(target)
-        self.edge_featurizer = EdgeFeaturizer(edges, virtual_edges)
+        self.spec = DataSpec(
+            target=target,
+            recipe=get_recipe(target, recipe).name,
+            edges=edges,
+            virtual_edges=virtual_edges,
+            explicit_h=explicit_h,
+        )
+        self.backend = backend
         self.root = Path(root)
-        self.explicit_h = explicit_h
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.subset = subset
         self.train_size = train_size
         self.split_seed = split_seed
         self.static_shapes = static_shapes
-        self.dataset: PaddedQM9 | None = None
+        self.dataset: PaddedQM9 | GraphQM9 | None = None
+        self.packed: cache.PackedQM9 | None = None
         self.split: Split | None = None
         self.cache_file: Path | None = None
         self.split_file: Path | None = None
@@ -80,27 +97,26 @@ class QM9DataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is not None:
             return
-        packed, self.cache_file = cache.load_or_build(self.root)
-        self.dataset = PaddedQM9(packed, self.target_column, self.explicit_h)
+        self.packed, self.cache_file = cache.load_or_build(self.root)
+        self.dataset = molecule_store(self.packed, self.spec, self.backend)
         self.split_file = self.cache_file.with_name(f"{self.cache_file.stem}_split_seed{self.split_seed}.npy")
-        permutation = load_or_create_permutation(self.split_file, len(packed), self.split_seed)
+        permutation = load_or_create_permutation(self.split_file, len(self.packed), self.split_seed)
         self.split = make_split(permutation, self.subset, self.train_size)
 
-    # Target statistics of the training split only: they become the model's scaler buffers.
-    def target_statistics(self) -> tuple[float, float]:
-        y = self.dataset.y[torch.from_numpy(self.split.train)]
-        return float(y.mean()), float(y.std())
-
     @property
-    def num_node_features(self) -> int:
-        return self.dataset.num_node_features if self.dataset is not None else len(NODE_FEATURES)
+    def target_column(self) -> int:
+        """Column of the target in the cache's `targets` (`mpnn.targets.TARGET_NAMES` order)."""
+        return TARGET_NAMES.index(self.spec.target)
 
-    def model_inputs(self) -> dict:
-        """What a model needs to know about the data to be built: feature count and edge builder."""
-        return {"node_features": self.num_node_features, "edges": self.edge_featurizer}
+    def training_targets(self) -> tuple[np.ndarray, np.ndarray]:
+        """(targets, element counts) of the training split: what the target scaler is fitted on."""
+        rows = self.split.train
+        return self.packed.targets[rows, self.target_column], element_counts(self.packed)[rows]
 
-    def _collate(self, indices: np.ndarray) -> tuple[torch.Tensor, int]:
+    def _collate(self, indices: np.ndarray) -> tuple:
         index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        if isinstance(self.dataset, GraphQM9):
+            return index, self.dataset.sizes(index)
         n = self.dataset.n_max if self.static_shapes else int(self.dataset.num_atoms[index].max())
         return index, n
 
@@ -128,14 +144,25 @@ class QM9DataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.split.test, self.eval_batch_size, shuffle=False)
 
-    def batch(self, indices: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> MoleculeBatch:
-        """A batch of the given molecules (dataset rows), for diagnostics and notebooks; the model
-        builds its edges itself."""
-        index, n = self._collate(np.asarray(indices))
-        return self.on_after_batch_transfer((index.to(device), n), 0)
+    def batch(self, indices: np.ndarray | torch.Tensor, device: torch.device | str = "cpu"):
+        """A batch of the given molecules (dataset rows) on `device`, for diagnostics and notebooks."""
+        index, sizes = self._collate(np.asarray(indices))
+        return self.on_after_batch_transfer((index.to(device), sizes), 0)
 
-    def on_after_batch_transfer(self, batch: tuple[torch.Tensor, int], dataloader_idx: int) -> MoleculeBatch:
-        # Edges are built by the model (its `edges` featurizer is this module's), inside the
-        # compiled region when torch.compile is on.
-        index, n = batch
-        return self.dataset.gather(index, n)
+    def on_after_batch_transfer(self, batch: tuple, dataloader_idx: int):
+        index, sizes = batch
+        return self.dataset.gather(index, sizes)
+
+
+def molecule_store(packed: cache.PackedQM9, spec: DataSpec, backend: str) -> PaddedQM9 | GraphQM9:
+    """The molecules of `packed` as the backend batches them, with the target of `spec`."""
+    y = packed.targets[:, TARGET_NAMES.index(spec.target)]
+    table = atom_table(packed, spec.explicit_h)
+    return PaddedQM9(table, y) if backend == "dense" else GraphQM9(table, y, packed.index, spec)
+
+
+def element_counts(packed: cache.PackedQM9) -> np.ndarray:
+    """(molecules, MAX_Z + 1) count of each element in each molecule, as the scaler counts a batch's."""
+    molecule = torch.from_numpy(np.repeat(np.arange(len(packed)), packed.num_atoms.astype(np.int64)))
+    z = torch.from_numpy(packed.z.astype(np.int64))
+    return scaler_counts(z, torch.from_numpy(packed.num_h), molecule, len(packed)).numpy()

@@ -1,26 +1,31 @@
-"""Message functions M(h_v, h_w, e_vw) of Gilmer et al. (section 4), on dense padded batches.
+"""Message functions M(h_v, h_w, e_vw) of Gilmer et al. (section 4), as PyG `MessagePassing` layers
+that also run on dense padded batches (the fast path), with the same parameters.
 
 Every message module has two calls: `prepare(edges)` runs once per forward pass and computes
-what depends on the edges only (the edge network's hidden layer, a one-hot of edge types);
-`forward(h, prepared)` runs at each of the T steps. A new message function is a subclass with
-those two methods.
+what depends on the edges only (e.g. the edge network's matrices); `step(h, prepared)` runs at
+each of the T steps. `edges` is a dense `EdgeInputs` (node states h: (B, n, d)) or a
+`SparseEdges` (h: (N, d)); the result has the shape of h. `forward(x, edge_index, edge_attr)` is
+the usual one-step PyG call, for use in any PyG model. A new message function is a subclass
+with `prepare` and `step` for both forms (see `PairMessage`).
 
-The edge network and the matrix-multiply message are both "bilinear" messages:
-A(e_vw) = sum_k z_k(e_vw) K_k for per-pair coefficients z (B, n, n, K) and kernels K (K, d, d).
-Their fast path never builds one d x d matrix per pair: it first sums coefficients times
-neighbour states, S[v, k] = sum_w z_k(vw) h_w (a batched matmul), then applies the kernels,
-m_v = sum_k K_k S[v, k] (one matmul). The straightforward path (`fast=False`) materialises
-A(e_vw) for every pair and computes sum_w A(e_vw) h_w; tests check both agree.
+The edge network and the matrix-multiply message are "bilinear": the message from w to v is
+h_w A(e_vw), A(e) a d x d matrix (in PyG's NNConv layout: rows index the input dimension), with
+A(e) = sum_k z_k(e) K_k for per-edge coefficients z (K of them) and kernels K (K, d, d). The
+sparse form builds A(e) per edge once per forward, as NNConv does at every call. The dense form
+never builds a d x d matrix per pair: it first sums coefficients times neighbour states,
+S[v, k] = sum_w z_k(vw) h_w (a batched matmul), then applies the kernels, m_v = sum_k S[v, k] K_k
+(one matmul). `fast=False` is the straightforward dense formulation; tests check all agree.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch_geometric.nn import MessagePassing
 
-from mpnn.data.batch import EdgeInputs
+from mpnn.data.batch import EdgeInputs, SparseEdges
 
-AGGREGATIONS = ("sum", "mean")
+AGGREGATIONS = {"sum": "add", "mean": "mean"}  # ours -> PyG's name
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -30,20 +35,29 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class Message(nn.Module):
-    """Base class: aggregation over neighbours and the prepare/forward protocol."""
+class Message(MessagePassing):
+    """Base class: aggregation over incoming edges ("sum" or "mean") and the prepare/step protocol."""
+
+    discrete_edges: bool = False  # True: edge features must be a one-hot of edge types
 
     def __init__(self, aggregation: str = "sum"):
-        super().__init__()
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"unknown message aggregation {aggregation!r}; valid: {', '.join(AGGREGATIONS)}")
+        super().__init__(aggr=AGGREGATIONS[aggregation])
         self.aggregation = aggregation
 
-    def prepare(self, edges: EdgeInputs) -> dict:
+    def prepare(self, edges: EdgeInputs | SparseEdges) -> dict:
         raise NotImplementedError
 
-    def degree(self, edges: EdgeInputs) -> torch.Tensor | None:
-        """Neighbour counts (B, n, 1) for mean aggregation, None for sum; once per forward."""
+    def step(self, h: torch.Tensor, prepared: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor) -> torch.Tensor:
+        """One message passing step on a PyG graph: the aggregated message of every node, (N, d)."""
+        return self.step(x, self.prepare(SparseEdges(edge_index, edge_attr)))
+
+    def dense_degree(self, edges: EdgeInputs) -> torch.Tensor | None:
+        """Incoming edges per atom slot (B, n, 1) for mean aggregation, None for sum; once per forward."""
         return edges.adjacency.sum(-1, keepdim=True).clamp(min=1) if self.aggregation == "mean" else None
 
     @staticmethod
@@ -52,59 +66,63 @@ class Message(nn.Module):
 
 
 class BilinearMessage(Message):
-    """A(e_vw) h_w with A(e) = sum_k z_k(e) K_k; subclasses give `coefficients` and `kernels`."""
+    """h_w A(e_vw) with A(e) = sum_k z_k(e) K_k; subclasses give `coefficients` and `kernels`."""
 
     def __init__(self, dim: int, aggregation: str = "sum", fast: bool = True):
         super().__init__(aggregation)
         self.dim = dim
         self.fast = fast
 
-    def coefficients(self, edges: EdgeInputs) -> torch.Tensor:  # (B, n, n, K), zero off the edges
+    def coefficients(self, features: torch.Tensor) -> torch.Tensor:  # (..., edge_dim) -> (..., K)
         raise NotImplementedError
 
-    def kernels(self) -> torch.Tensor:  # (K, d_out, d_in)
+    def kernels(self) -> torch.Tensor:  # (K, d_in, d_out)
         raise NotImplementedError
 
-    def prepare(self, edges: EdgeInputs) -> dict:
-        z = self.coefficients(edges) * edges.adjacency.unsqueeze(-1)
-        kernels = self.kernels()  # (K, d_out, d_in)
+    def edge_matrices(self, edge_attr: torch.Tensor) -> torch.Tensor:
+        """A(e) of every edge, (E, d_in, d_out)."""
+        return torch.einsum("ek,kio->eio", self.coefficients(edge_attr), self.kernels())
+
+    def prepare(self, edges: EdgeInputs | SparseEdges) -> dict:
+        if isinstance(edges, SparseEdges):
+            return {"edge_index": edges.edge_index, "weight": self.edge_matrices(edges.edge_attr)}
+        z = self.coefficients(edges.features) * edges.adjacency.unsqueeze(-1)
+        kernels = self.kernels()
         b, n, _, k = z.shape
-        prepared = {"degree": self.degree(edges)}
-        if self.fast:
-            # z as (B, n*K, n): rows (v, k), columns w; kernels as (K*d_in, d_out): rows (k, j).
+        prepared = {"degree": self.dense_degree(edges)}
+        if self.fast:  # z as (B, n*K, n): rows (v, k), columns w; kernels as (K*d_in, d_out): rows (k, i)
             prepared["z"] = z.permute(0, 1, 3, 2).reshape(b, n * k, n)
-            prepared["kernels"] = kernels.permute(0, 2, 1).reshape(-1, kernels.shape[1])
+            prepared["kernels"] = kernels.reshape(-1, kernels.shape[-1])
         else:
             prepared["z"], prepared["kernels"] = z, kernels
         return prepared
 
-    def forward(self, h: torch.Tensor, prepared: dict) -> torch.Tensor:
+    def step(self, h: torch.Tensor, prepared: dict) -> torch.Tensor:
+        if "edge_index" in prepared:
+            return self.propagate(prepared["edge_index"], x=h, weight=prepared["weight"])
         z, kernels = prepared["z"], prepared["kernels"]
         if self.fast:
-            s = torch.bmm(z, h).view(h.shape[0], h.shape[1], -1)  # S[v, (k, j)] = sum_w z_k(vw) h_w[j]
-            m = s @ kernels  # m[v, i] = sum_{k,j} K_k[i, j] S[v, k, j]
+            s = torch.bmm(z, h).view(h.shape[0], h.shape[1], -1)  # S[v, (k, i)] = sum_w z_k(vw) h_w[i]
+            m = s @ kernels  # m[v, o] = sum_{k,i} S[v, k, i] K_k[i, o]
         else:
-            a = torch.einsum("bvwk,kij->bvwij", z, kernels)  # one d x d matrix per pair
-            m = torch.einsum("bvwij,bwj->bvi", a, h)
+            a = torch.einsum("bvwk,kio->bvwio", z, kernels)  # one d x d matrix per pair
+            m = torch.einsum("bvwio,bwi->bvo", a, h)
         return self.normalise(m, prepared["degree"])
+
+    def message(self, x_j: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(x_j.unsqueeze(1), weight).squeeze(1)
 
 
 class EdgeNetworkMessage(BilinearMessage):
-    """Edge network (Gilmer et al. eq. for "edge network"): A(e_vw) = reshape(NN(e_vw), d, d).
+    """Edge network (Gilmer et al.): A(e_vw) = reshape(NN(e_vw), d, d), NN = `hidden` MLP then `out`.
 
-    NN is an MLP whose last layer is linear; with hidden activations z(e), A(e) = sum_k z_k W_k + B,
-    so the hidden layer (plus a constant 1 for the bias) are the bilinear coefficients.
+    With sum aggregation this is PyG's `NNConv(d, d, nn=Sequential(*hidden, out), aggr="add",
+    root_weight=False, bias=False)`. NN's last layer is linear, so with hidden activations z(e),
+    A(e) = sum_k z_k W_k + B: the hidden layer (plus a constant 1 for the bias) are the coefficients.
     """
 
     def __init__(
-        self,
-        dim: int,
-        edge_dim: int,
-        num_edge_types: int = 0,
-        hidden_dim: int = 128,
-        layers: int = 1,
-        aggregation: str = "sum",
-        fast: bool = True,
+        self, dim: int, edge_dim: int, hidden_dim: int = 128, layers: int = 1, aggregation: str = "sum", fast: bool = True
     ):
         super().__init__(dim, aggregation, fast)
         self.hidden = _mlp([edge_dim] + [hidden_dim] * layers)
@@ -112,30 +130,31 @@ class EdgeNetworkMessage(BilinearMessage):
         # (size ~lr) large relative to the weights, and training stalls.
         self.out = nn.Linear(hidden_dim, dim * dim)
 
-    def coefficients(self, edges: EdgeInputs) -> torch.Tensor:
-        hidden = self.hidden(edges.features)
+    def coefficients(self, features: torch.Tensor) -> torch.Tensor:
+        hidden = self.hidden(features)
         return torch.cat([hidden, torch.ones_like(hidden[..., :1])], -1)
 
     def kernels(self) -> torch.Tensor:
         d = self.dim
-        weight = self.out.weight.view(d, d, -1).permute(2, 0, 1)  # (hidden, d_out, d_in)
+        weight = self.out.weight.T.reshape(-1, d, d)  # (hidden, d_in, d_out)
         return torch.cat([weight, self.out.bias.view(1, d, d)], 0)
+
+    def edge_matrices(self, edge_attr: torch.Tensor) -> torch.Tensor:
+        return self.out(self.hidden(edge_attr)).view(-1, self.dim, self.dim)  # as NNConv computes it
 
 
 class MatrixMultiplyMessage(BilinearMessage):
-    """GG-NN message (Li et al. 2016): one learned d x d matrix per discrete edge type."""
+    """GG-NN message (Li et al. 2016): one learned d x d matrix per discrete edge type; the edge
+    features are the one-hot of the type (`edge_dim` types)."""
 
-    def __init__(self, dim: int, edge_dim: int, num_edge_types: int, aggregation: str = "sum", fast: bool = True):
+    discrete_edges = True
+
+    def __init__(self, dim: int, edge_dim: int, aggregation: str = "sum", fast: bool = True):
         super().__init__(dim, aggregation, fast)
-        if num_edge_types < 1:
-            raise ValueError(
-                "the matrix-multiply message needs discrete edge types: "
-                "use data.edges=chemical_graph or data.edges=distance_bins"
-            )
-        self.weight = nn.Parameter(torch.randn(num_edge_types, dim, dim) / dim**0.5)
+        self.weight = nn.Parameter(torch.randn(edge_dim, dim, dim) / dim**0.5)
 
-    def coefficients(self, edges: EdgeInputs) -> torch.Tensor:
-        return edges.features  # one-hot edge types
+    def coefficients(self, features: torch.Tensor) -> torch.Tensor:
+        return features  # one-hot edge types
 
     def kernels(self) -> torch.Tensor:
         return self.weight
@@ -145,23 +164,28 @@ class PairMessage(Message):
     """Pair message (Gilmer et al. section 4): m_vw = f(h_w, h_v, e_vw), f an MLP.
 
     The first layer is linear in the concatenation, so it splits into three projections that
-    are added with broadcasting instead of concatenating n^2 vectors.
+    are added (with broadcasting in the dense form) instead of concatenating one vector per pair.
     """
 
-    def __init__(
-        self, dim: int, edge_dim: int, num_edge_types: int = 0, hidden_dim: int = 128, aggregation: str = "sum"
-    ):
+    def __init__(self, dim: int, edge_dim: int, hidden_dim: int = 128, aggregation: str = "sum"):
         super().__init__(aggregation)
         self.project_w = nn.Linear(dim, hidden_dim)
         self.project_v = nn.Linear(dim, hidden_dim, bias=False)
         self.project_e = nn.Linear(edge_dim, hidden_dim, bias=False)
         self.out = nn.Linear(hidden_dim, dim)
 
-    def prepare(self, edges: EdgeInputs) -> dict:
+    def prepare(self, edges: EdgeInputs | SparseEdges) -> dict:
+        if isinstance(edges, SparseEdges):
+            return {"edge_index": edges.edge_index, "e": self.project_e(edges.edge_attr)}
         mask = edges.adjacency.unsqueeze(-1).to(edges.features.dtype)
-        return {"e": self.project_e(edges.features), "mask": mask, "degree": self.degree(edges)}
+        return {"e": self.project_e(edges.features), "mask": mask, "degree": self.dense_degree(edges)}
 
-    def forward(self, h: torch.Tensor, prepared: dict) -> torch.Tensor:
+    def step(self, h: torch.Tensor, prepared: dict) -> torch.Tensor:
+        if "edge_index" in prepared:
+            return self.propagate(prepared["edge_index"], x=h, e=prepared["e"])
         hidden = self.project_w(h)[:, None, :, :] + self.project_v(h)[:, :, None, :] + prepared["e"]
         pair = self.out(torch.relu(hidden)) * prepared["mask"]
         return self.normalise(pair.sum(2), prepared["degree"])
+
+    def message(self, x_i: torch.Tensor, x_j: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.project_w(x_j) + self.project_v(x_i) + e))

@@ -8,6 +8,10 @@
 Variants (section 5 of the paper): `towers=k` splits h into k parts of d/k, each with its own
 message and update, mixed by a shared network after every step; `master_node=True` adds a
 node linked to every atom by its own edge type, with its own state size and GRU.
+
+One model, two backends with the same parameters: on a PyG `Batch` every part runs in
+`edge_index` form; on a dense `MoleculeBatch` (the fast path) on padded tensors, with the edges
+built on the device by `EdgeFeaturizer`. Tests check both give the same predictions.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch_geometric.utils import scatter
 
-from mpnn.data.batch import MoleculeBatch
+from mpnn.data.batch import MoleculeBatch, SparseEdges
 from mpnn.data.edges import EdgeFeaturizer
+from mpnn.data.spec import DataSpec
 from mpnn.models.message import Message
+from mpnn.models.protocol import MoleculeModel
 from mpnn.models.readout import GatedSumReadout, Set2SetReadout
-from mpnn.models.scaler import TargetScaler
 
 READOUTS = {"set2set": Set2SetReadout, "gated_sum": GatedSumReadout}
 
@@ -36,25 +42,29 @@ class MasterNode(nn.Module):
         self.from_atoms = nn.Linear(dim, master_dim)
         self.update = nn.GRUCell(master_dim, master_dim)
 
-    def start(self, batch_size: int) -> torch.Tensor:
-        return self.initial.expand(batch_size, -1)
+    def start(self, num_molecules: int) -> torch.Tensor:
+        return self.initial.expand(num_molecules, -1)
 
-    def step(self, g: torch.Tensor, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (message to every atom (B, 1, d), new master state)."""
-        to_atoms = self.to_atoms(g).unsqueeze(1)
-        received = (self.from_atoms(h) * mask.unsqueeze(-1)).sum(1)
+    def step(self, g: torch.Tensor, h: torch.Tensor, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(message to every atom, shaped to add to h; new master state)."""
+        if isinstance(batch, MoleculeBatch):
+            to_atoms = self.to_atoms(g).unsqueeze(1)
+            received = (self.from_atoms(h) * batch.mask.unsqueeze(-1)).sum(1)
+        else:
+            to_atoms = self.to_atoms(g)[batch.batch]
+            received = scatter(self.from_atoms(h), batch.batch, dim=0, dim_size=batch.num_graphs, reduce="sum")
         return to_atoms, self.update(received, g)
 
 
-class MPNN(nn.Module):
+class MPNN(MoleculeModel):
+    backends = ("dense", "pyg")
+
     def __init__(
         self,
-        node_features: int,
-        edges: EdgeFeaturizer,
+        data: DataSpec,
         message: Callable[..., Message],
         update: Callable[..., nn.Module],
         readout: str | Callable[..., nn.Module] = "set2set",
-        readout_steps: int = 3,
         hidden_dim: int = 64,
         steps: int = 3,
         towers: int = 1,
@@ -65,60 +75,58 @@ class MPNN(nn.Module):
         for name, value, least in (("hidden_dim", hidden_dim, 1), ("steps", steps, 0), ("towers", towers, 1)):
             if not isinstance(value, int) or value < least:
                 raise ValueError(f"model.{name}={value!r} must be a whole number >= {least}")
-        if readout == "set2set" and (not isinstance(readout_steps, int) or readout_steps < 1):
-            raise ValueError(f"model.readout_steps={readout_steps!r} must be a whole number >= 1")
         if hidden_dim % towers:
             raise ValueError(f"model.hidden_dim={hidden_dim} must be divisible by model.towers={towers}")
         self.steps = steps
         self.towers = towers
         part = hidden_dim // towers
-        self.edges = edges
-        edge_dim, num_edge_types = edges.edge_dim, edges.num_edge_types
-        self.embed = nn.Sequential(nn.Linear(node_features, hidden_dim), nn.ReLU())
-        self.messages = nn.ModuleList(
-            message(dim=part, edge_dim=edge_dim, num_edge_types=num_edge_types) for _ in range(towers)
-        )
+        self.edges = EdgeFeaturizer(data)
+        self.embed = nn.Sequential(nn.Linear(data.node_features, hidden_dim), nn.ReLU())
+        self.messages = nn.ModuleList(message(dim=part, edge_dim=data.edge_dim) for _ in range(towers))
+        if self.messages[0].discrete_edges and not data.num_edge_types:
+            raise ValueError(
+                f"{type(self.messages[0]).__name__} needs discrete edge types, not data.edges={data.edges}: "
+                "use data.edges=chemical_graph or data.edges=distance_bins"
+            )
         self.updates = nn.ModuleList(update(dim=part) for _ in range(towers))
         self.mix = nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.ReLU()) if towers > 1 else None
         self.master = MasterNode(hidden_dim, master_dim or hidden_dim) if master_node else None
-        self.readout = self._readout(readout, hidden_dim + node_features, readout_steps)
+        self.readout = _readout(readout, hidden_dim + data.node_features)
         self.head = nn.Sequential(nn.Linear(self.readout.out_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 1))
         # Start at the normalised target mean (0) with a small spread, so the initial loss is ~1.
         nn.init.zeros_(self.head[-1].bias)
         self.head[-1].weight.data.mul_(0.1)
-        self.scaler = TargetScaler()
 
-    @staticmethod
-    def _readout(readout: str | Callable[..., nn.Module], in_dim: int, steps: int) -> nn.Module:
-        """A readout by name (`model.readout=gated_sum`) or any factory taking `in_dim`."""
-        if callable(readout):
-            return readout(in_dim=in_dim)
-        if readout not in READOUTS:
-            raise ValueError(f"unknown model.readout={readout!r}; valid: {', '.join(READOUTS)}")
-        return Set2SetReadout(in_dim, steps) if readout == "set2set" else GatedSumReadout(in_dim)
-
-    def forward(self, batch: MoleculeBatch) -> torch.Tensor:
-        """Prediction of the normalised target, shape (B,)."""
-        x, mask = batch.x, batch.mask
-        edges = batch.edges if batch.edges is not None else self.edges(batch)
-        h = self.embed(x) * mask.unsqueeze(-1)
+    def forward(self, batch) -> torch.Tensor:
+        """Prediction of the standardised target, shape (num_molecules,)."""
+        x = batch.x
+        if isinstance(batch, MoleculeBatch):
+            edges = self.edges(batch)
+            mask = batch.mask.unsqueeze(-1)
+        else:
+            edges, mask = SparseEdges(batch.edge_index, batch.edge_attr), None
+        h = self.embed(x) if mask is None else self.embed(x) * mask
         prepared = [message.prepare(edges) for message in self.messages]
-        g = self.master.start(x.shape[0]) if self.master is not None else None
+        g = self.master.start(batch.num_graphs) if self.master is not None else None
         for _ in range(self.steps):
             parts = h.chunk(self.towers, dim=-1)
-            m = torch.cat([msg(part, prep) for msg, part, prep in zip(self.messages, parts, prepared)], -1)
+            m = torch.cat([msg.step(part, prep) for msg, part, prep in zip(self.messages, parts, prepared)], -1)
             if self.master is not None:
-                to_atoms, g = self.master.step(g, h, mask)
+                to_atoms, g = self.master.step(g, h, batch)
                 m = m + to_atoms
             m_parts = m.chunk(self.towers, dim=-1)
             h = torch.cat([update(part, mp) for update, part, mp in zip(self.updates, parts, m_parts)], -1)
             if self.mix is not None:
                 h = self.mix(h)
-            h = h * mask.unsqueeze(-1)
-        graph = self.readout(torch.cat([h, x], -1), mask)
-        return self.head(graph).squeeze(-1)
+            if mask is not None:
+                h = h * mask
+        return self.head(self.readout(torch.cat([h, x], -1), batch)).squeeze(-1)
 
-    @torch.no_grad()
-    def predict(self, batch: MoleculeBatch) -> torch.Tensor:
-        """Prediction in the target's physical unit (float64)."""
-        return self.scaler.denormalise(self(batch))
+
+def _readout(readout: str | Callable[..., nn.Module], in_dim: int) -> nn.Module:
+    """A readout from its config (a factory taking `in_dim`) or by name (`"set2set"`, `"gated_sum"`)."""
+    if isinstance(readout, str):
+        if readout not in READOUTS:
+            raise ValueError(f"unknown model.readout={readout!r}; valid: {', '.join(READOUTS)}")
+        readout = READOUTS[readout]
+    return readout(in_dim=in_dim)

@@ -17,6 +17,8 @@ A model is a `MoleculeModel`:
   *standardised* target. The pipeline fits `self.scaler` on the training split before training
   (mean, std and, for extensive targets, per-element reference values; see `mpnn.recipes`) and
   turns predictions into physical units with `predict(batch)`. A model never sees physical units.
+- The pipeline sets `model.spec` (the `DataSpec` it was built for) and, on a loaded checkpoint,
+  `model.backend`, so that new molecules are featurized as in training.
 - Everything a model needs to predict must be parameters or buffers, so that the checkpoint alone
   rebuilds it (`mpnn.load_checkpoint`).
 
@@ -31,18 +33,20 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from mpnn.data.features import NODE_FEATURES
 from mpnn.models.scaler import TargetScaler, element_counts
 
 BACKENDS = ("dense", "pyg")
+NUM_H_COLUMN = NODE_FEATURES.index("num_h")
 
 
 def batch_element_counts(batch) -> torch.Tensor:
     """(num_molecules, MAX_Z + 1) element counts of a dense `MoleculeBatch` or a PyG `Batch`."""
-    z = batch.z
+    z, num_h = batch.z, batch.x[..., NUM_H_COLUMN]
     if z.dim() == 2:  # dense: (B, n), zero on padding
         molecule = torch.arange(z.shape[0], device=z.device).unsqueeze(1).expand_as(z)
-        return element_counts(z.reshape(-1), molecule.reshape(-1), z.shape[0])
-    return element_counts(z, batch.batch, batch.num_graphs)
+        return element_counts(z.reshape(-1), num_h.reshape(-1), molecule.reshape(-1), z.shape[0])
+    return element_counts(z, num_h, batch.batch, batch.num_graphs)
 
 
 class MoleculeModel(nn.Module):

@@ -1,31 +1,45 @@
-"""Readout functions R({h_v^T, x_v}) -> graph vector, masked over padded atom slots."""
+"""Readout functions R({h_v^T, x_v}) -> one vector per molecule, on PyG batches and dense batches.
+
+`forward(h, batch)`: node states h of a PyG `Batch` ((N, d), molecules given by `batch.batch`) or
+of a dense `MoleculeBatch` ((B, n, d), padding masked out). The readout is a config group:
+`model/readout=set2set` or `model/readout=gated_sum`.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch_geometric.nn.aggr import Set2Set
+from torch_geometric.utils import scatter
+
+from mpnn.data.batch import MoleculeBatch
 
 
 class Set2SetReadout(nn.Module):
-    """set2set (Vinyals et al. 2015) over the atoms, as in Gilmer et al.: M attention steps."""
+    """set2set (Vinyals et al. 2015) over the atoms, as in Gilmer et al.: `steps` attention steps.
+
+    PyG batches go through `torch_geometric.nn.aggr.Set2Set` itself; dense batches run the same
+    LSTM and attention with a masked softmax over the padded atom slots.
+    """
 
     def __init__(self, in_dim: int, steps: int = 3):
         super().__init__()
-        self.in_dim = in_dim
-        self.steps = steps
-        self.lstm = nn.LSTMCell(2 * in_dim, in_dim)
+        if not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"model.readout.steps={steps!r} must be a whole number >= 1")
+        self.set2set = Set2Set(in_dim, processing_steps=steps)
         self.out_dim = 2 * in_dim
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        b = h.shape[0]
-        q_star = h.new_zeros(b, 2 * self.in_dim)
-        state = (h.new_zeros(b, self.in_dim), h.new_zeros(b, self.in_dim))
-        for _ in range(self.steps):
-            q, c = self.lstm(q_star, state)
-            state = (q, c)
-            scores = torch.einsum("bnd,bd->bn", h, q).masked_fill(~mask, float("-inf"))
-            attention = torch.softmax(scores, dim=1)
-            r = torch.einsum("bn,bnd->bd", attention, h)
+    def forward(self, h: torch.Tensor, batch) -> torch.Tensor:
+        if not isinstance(batch, MoleculeBatch):
+            return self.set2set(h, index=batch.batch, dim_size=batch.num_graphs)
+        b, d = h.shape[0], h.shape[-1]
+        state = (h.new_zeros(1, b, d), h.new_zeros(1, b, d))
+        q_star = h.new_zeros(b, 2 * d)
+        for _ in range(self.set2set.processing_steps):
+            q, state = self.set2set.lstm(q_star.unsqueeze(0), state)
+            q = q.view(b, d)
+            scores = torch.einsum("bnd,bd->bn", h, q).masked_fill(~batch.mask, float("-inf"))
+            r = torch.einsum("bn,bnd->bd", torch.softmax(scores, dim=1), h)
             q_star = torch.cat([q, r], dim=-1)
         return q_star
 
@@ -39,6 +53,8 @@ class GatedSumReadout(nn.Module):
         self.value = nn.Linear(in_dim, out_dim)
         self.out_dim = out_dim
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, batch) -> torch.Tensor:
         gated = torch.sigmoid(self.gate(h)) * self.value(h)
-        return (gated * mask.unsqueeze(-1)).sum(1)
+        if isinstance(batch, MoleculeBatch):
+            return (gated * batch.mask.unsqueeze(-1)).sum(1)
+        return scatter(gated, batch.batch, dim=0, dim_size=batch.num_graphs, reduce="sum")

@@ -19,9 +19,8 @@ MAX_Z = 9  # QM9 has H, C, N, O, F
 def fit_atomrefs(counts: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Per-element values a (MAX_Z + 1,) minimising ||counts @ a - y||, from element counts (M, MAX_Z + 1).
 
-    Elements absent from `counts` get 0 (they cannot be fitted). The solve is done in float64 on
-    counts centred by nothing: no intercept, since an intercept and a uniform shift of every
-    atomref are not the same model (the second scales with molecule size).
+    Elements absent from `counts` get 0 (they cannot be fitted). No intercept: the scaler's mean
+    takes what is left.
     """
     counts = np.asarray(counts, dtype=np.float64)
     present = counts.sum(0) > 0
@@ -30,11 +29,17 @@ def fit_atomrefs(counts: np.ndarray, y: np.ndarray) -> np.ndarray:
     return atomref
 
 
-def element_counts(z: torch.Tensor, molecule: torch.Tensor, num_molecules: int) -> torch.Tensor:
-    """(num_molecules, MAX_Z + 1) float64 counts of each atomic number; z = 0 (padding) is not counted."""
+def element_counts(z: torch.Tensor, num_h: torch.Tensor, molecule: torch.Tensor, num_molecules: int) -> torch.Tensor:
+    """(num_molecules, MAX_Z + 1) float64 count of each element per molecule.
+
+    Heavy atoms are counted from `z`, hydrogens from the `num_h` feature of the heavy atoms: the
+    same numbers whether hydrogens are explicit atoms or not (in QM9 every hydrogen is bonded to
+    one heavy atom). `z` = 0 marks padding.
+    """
+    heavy = (z > 1).double()
     counts = torch.zeros(num_molecules, MAX_Z + 1, dtype=torch.float64, device=z.device)
-    counts.index_put_((molecule, z), torch.ones_like(z, dtype=torch.float64), accumulate=True)
-    counts[:, 0] = 0
+    counts.index_put_((molecule, z), heavy, accumulate=True)
+    counts[:, 1] = torch.zeros_like(counts[:, 1]).index_add_(0, molecule, heavy * num_h.double())
     return counts
 
 

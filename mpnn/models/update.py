@@ -7,9 +7,9 @@ from torch import nn
 
 
 class GRUUpdate(nn.Module):
-    """h_v <- GRU(h_v, m_v), applied to every atom slot with one GRUCell call.
+    """h_v <- GRU(h_v, m_v) for every atom: node states (N, d) of a PyG batch or (B, n, d) dense.
 
-    A GRUCell on (B*n, d) replaces the length-1 cuDNN sequence call of the PyG example.
+    A GRUCell on all atoms at once replaces the length-1 cuDNN sequence call of the PyG example.
     """
 
     def __init__(self, dim: int):

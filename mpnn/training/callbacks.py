@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
 
-from mpnn.training.plots import draw_prediction_dynamics
+from mpnn.plots import draw_prediction_dynamics
 
 
 def _synchronize(module: L.LightningModule) -> None:
@@ -37,7 +37,7 @@ class Throughput(L.Callback):
         self._start, self._molecules, self._open = time.perf_counter(), 0, True
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        self._molecules += batch.num_molecules
+        self._molecules += batch.num_graphs
 
     def _close(self, trainer, module) -> None:
         if not self._open or self._molecules == 0:

@@ -1,7 +1,12 @@
-"""MPNNModule: the Lightning training logic for one QM9 target.
+"""RegressionModule: the Lightning training logic for one QM9 target and any model of the protocol.
 
 Loss: MSE on the standardised target. Metrics: MAE in the target's unit over the whole
 validation/test set, and the error ratio MAE / chemical accuracy (Gilmer et al. Table 2).
+
+The module is built from plain settings (the model's config, the data spec, optimizer and
+schedule configs), all saved as its hyperparameters: a checkpoint alone rebuilds the model
+(`mpnn.inference.load_checkpoint`). The target scaler is fitted in `setup("fit")` from the
+training split and saved with the weights.
 
 The optimisation step is written out here (Lightning's manual optimisation) rather than left to
 Lightning: forward, backward and gradient clipping are one function, which `optim.cuda_graph=true`
@@ -15,51 +20,46 @@ from functools import partial
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MeanAbsoluteError
 
-from mpnn.data.batch import MoleculeBatch
-from mpnn.models.mpnn import MPNN
+from mpnn.data.spec import DataSpec
+from mpnn.models.factory import build_model
+from mpnn.models.protocol import MoleculeModel
+from mpnn.recipes import RECIPES
 from mpnn.targets import get_target
 from mpnn.training.cuda_graph import CudaGraphStep
 
-SCHEDULES = ("constant", "linear_decay", "plateau")
+FUSED_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)  # one fused kernel per step on a GPU
 
 
-class MPNNModule(L.LightningModule):
+class RegressionModule(L.LightningModule):
     def __init__(
         self,
-        model: MPNN,
-        target: str,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        schedule: str = "linear_decay",
-        decay_start: float = 0.5,
-        final_lr_factor: float = 0.05,
-        plateau_patience: int = 5,
+        model: dict,
+        data: dict,
+        optimizer: dict,
+        schedule: dict,
+        backend: str = "dense",
         gradient_clip_val: float | None = 10.0,
         compile: bool = False,
         compile_mode: str | None = None,
         cuda_graph: bool = False,
     ):
         super().__init__()
-        if schedule not in SCHEDULES:
-            raise ValueError(f"unknown optim.schedule={schedule!r}; valid: {', '.join(SCHEDULES)}")
-        if not lr > 0:
-            raise ValueError(f"optim.lr={lr!r} must be positive")
-        if not 0 <= decay_start <= 1:
-            raise ValueError(f"optim.decay_start={decay_start!r} must be in [0, 1]: a fraction of training")
-        if not 0 < final_lr_factor <= 1:
-            raise ValueError(f"optim.final_lr_factor={final_lr_factor!r} must be in (0, 1]")
         if cuda_graph and compile_mode == "reduce-overhead":
             raise ValueError(
                 "optim.compile_mode=reduce-overhead captures its own CUDA graphs and cannot run inside "
                 "optim.cuda_graph=true; use optim.compile_mode=default (or null) with it"
             )
-        self.save_hyperparameters(ignore=["model"])
+        if (compile or cuda_graph) and backend != "dense":
+            raise ValueError("optim.compile and optim.cuda_graph need fixed batch shapes: use them with backend=dense")
+        self.save_hyperparameters()
         self.automatic_optimization = False  # see the module docstring
-        self.model = model
-        self.target = get_target(target)
+        self.spec = DataSpec(**data)
+        self.model: MoleculeModel = build_model(model, self.spec)
+        self.target = get_target(self.spec.target)
         self.metrics = torch.nn.ModuleDict({stage: MeanAbsoluteError() for stage in ("val_mae", "test_mae")})
         # Both torch.compile with CUDA graphs ("reduce-overhead", the default without optim.cuda_graph)
         # and optim.cuda_graph want static shapes: data.static_shapes=true. The compiled region
@@ -71,18 +71,28 @@ class MPNNModule(L.LightningModule):
         self._train_loss_sum = torch.zeros(())
         self._train_molecules = 0
 
-    def forward(self, batch: MoleculeBatch) -> torch.Tensor:
+    def forward(self, batch) -> torch.Tensor:
         return self.model(batch)
 
-    def _normalised_loss(self, batch: MoleculeBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        prediction = self.model(batch)
-        return torch.nn.functional.mse_loss(prediction, self.model.scaler.normalise(batch.y)), prediction
+    def fit_scaler(self, datamodule) -> None:
+        """Fit the target scaler on the training split of a set-up data module (mean, std, atomrefs)."""
+        y, counts = datamodule.training_targets()
+        self.model.scaler.fit(y, counts, atomrefs=RECIPES[self.spec.recipe].atomrefs)
 
-    def loss(self, batch: MoleculeBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def setup(self, stage: str) -> None:
+        # A resumed run restores the fitted buffers from its checkpoint after this.
+        if stage == "fit":
+            self.fit_scaler(self.trainer.datamodule)
+
+    def _normalised_loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        prediction = self.model(batch)
+        return torch.nn.functional.mse_loss(prediction, self.model.normalise(batch)), prediction
+
+    def loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(MSE on the standardised target, prediction) for a batch."""
         return (self._loss or self._normalised_loss)(batch)
 
-    def _forward_backward(self, batch: MoleculeBatch, backward: Callable[[torch.Tensor], None]) -> torch.Tensor:
+    def _forward_backward(self, batch, backward: Callable[[torch.Tensor], None]) -> torch.Tensor:
         """Loss, gradients (clipped to `gradient_clip_val` in total norm); no host synchronisation."""
         loss, _ = self.loss(batch)
         backward(loss)
@@ -90,7 +100,7 @@ class MPNNModule(L.LightningModule):
             torch.nn.utils.clip_grad_norm_(self.parameters(), self.hparams.gradient_clip_val)
         return loss.detach()
 
-    def compute_gradients(self, batch: MoleculeBatch, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+    def compute_gradients(self, batch, optimizer: torch.optim.Optimizer) -> torch.Tensor:
         """Loss of `batch`, with its clipped gradients left in `.grad` for `optimizer.step()`.
 
         Replays the captured CUDA graph under `optim.cuda_graph=true`; otherwise runs eagerly,
@@ -116,7 +126,7 @@ class MPNNModule(L.LightningModule):
         if self.trainer.precision == "16-mixed":  # its loss scaling would need unscaling before clipping
             raise ValueError("trainer.precision=16-mixed is not supported; use bf16-mixed or 32-true")
 
-    def training_step(self, batch: MoleculeBatch, batch_idx: int) -> None:
+    def training_step(self, batch, batch_idx: int) -> None:
         optimizer = self.optimizers()
         loss = self.compute_gradients(batch, optimizer)
         optimizer.step()
@@ -124,20 +134,19 @@ class MPNNModule(L.LightningModule):
         if scheduler is not None and not isinstance(scheduler, ReduceLROnPlateau):
             scheduler.step()
         # Accumulated on the device and logged once per epoch: no per-step host synchronisation.
-        self._train_loss_sum = self._train_loss_sum.to(loss.device) + loss * batch.num_molecules
-        self._train_molecules += batch.num_molecules
+        self._train_loss_sum = self._train_loss_sum.to(loss.device) + loss * batch.num_graphs
+        self._train_molecules += batch.num_graphs
 
     def on_train_epoch_end(self) -> None:
         if self._train_molecules:
             self.log("train/loss", self._train_loss_sum / self._train_molecules, sync_dist=True)
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         self._train_loss_sum, self._train_molecules = torch.zeros((), device=self.device), 0
 
-    def _evaluate(self, batch: MoleculeBatch, stage: str) -> None:
+    def _evaluate(self, batch, stage: str) -> None:
         loss, prediction = self.loss(batch)
         metric = self.metrics[f"{stage}_mae"]
-        metric.update(self.model.scaler.denormalise(prediction).float(), batch.y.float())
-        batch_size = batch.num_molecules
+        metric.update(self.model.denormalise(prediction, batch).float(), batch.y.float())
+        batch_size = batch.num_graphs
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=batch_size)
         self.log(f"{stage}/mae", metric, on_step=False, on_epoch=True, batch_size=batch_size, prog_bar=stage == "val")
 
@@ -156,31 +165,20 @@ class MPNNModule(L.LightningModule):
         self.log(f"{stage}/error_ratio", mae / self.target.chemical_accuracy if self.target.chemical_accuracy else mae)
         return mae
 
-    def validation_step(self, batch: MoleculeBatch, batch_idx: int) -> None:
+    def validation_step(self, batch, batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
-    def test_step(self, batch: MoleculeBatch, batch_idx: int) -> None:
+    def test_step(self, batch, batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict:
-        hp = self.hparams
-        fused = self.device.type == "cuda"  # one fused kernel instead of many small ones
-        optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, fused=fused)
-        if hp.schedule == "constant":
+        factory = instantiate(self.hparams.optimizer)
+        fused = self.device.type == "cuda" and factory.func in FUSED_OPTIMIZERS
+        optimizer = factory(self.parameters(), **({"fused": True} if fused else {}))
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = instantiate(self.hparams.schedule)(optimizer, total_steps=total_steps)
+        if scheduler is None:
             return optimizer
-        # Schedulers are stepped by training_step (per step) or on_validation_epoch_end (plateau).
-        if hp.schedule == "plateau":  # the PyG example's schedule, on the validation MAE
-            scheduler = ReduceLROnPlateau(optimizer, mode="min", factor=0.7, patience=hp.plateau_patience, min_lr=1e-5)
-            return {"optimizer": optimizer, "lr_scheduler": scheduler}
-        # Gilmer et al.: constant, then linear decay to lr * F from a fraction of training onwards.
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        start = int(hp.decay_start * total)
-
-        def factor(step: int) -> float:
-            if step <= start:
-                return 1.0
-            progress = min(1.0, (step - start) / max(1, total - start))
-            return 1.0 - progress * (1.0 - hp.final_lr_factor)
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        # Stepped by training_step (per step) or on_validation_epoch_end (plateau).
+        interval = "epoch" if isinstance(scheduler, ReduceLROnPlateau) else "step"
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}

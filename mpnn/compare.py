@@ -11,7 +11,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from mpnn.targets import get_target
-from mpnn.training.run import run_definition
+from mpnn.training.resume import run_definition
 
 
 def collect(paths: list[str | Path]) -> list[dict]:

@@ -162,7 +162,7 @@ def draw_setting_effects(runs: list[dict], settings: list[dict], path: Path) -> 
     """Validation error ratio against each numeric setting that differs between the runs (the
     hyperparameters of a search, not the seed), one panel per setting, the run selected on
     validation per target starred. False (and nothing drawn) when no such setting differs."""
-    from mpnn.report import best_on_validation
+    from mpnn.compare import best_on_validation
     from mpnn.targets import get_target
 
     keys = sorted({key for differs in settings for key, value in differs.items() if _is_number(value)} - {"seed"})

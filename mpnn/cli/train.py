@@ -1,0 +1,44 @@
+"""`mpnn-train` (= `python train.py`): train one model on one QM9 target, e.g. `model=edge_net target=mu`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
+from omegaconf import DictConfig
+
+from mpnn.cli import CONF_DIR
+
+# Errors this project raises for bad settings and refused starts; their messages say what to do.
+USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError, PermissionError)
+
+
+class RunRefused(CompactHydraException):
+    """A refused or failed start, printed by Hydra as its message alone (HYDRA_FULL_ERROR=1: the traceback)."""
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def main(cfg: DictConfig) -> float:
+    from mpnn.training.run import train
+
+    hydra_config = HydraConfig.get()
+    try:
+        results = train(cfg, Path(hydra_config.runtime.output_dir), hydra_config.runtime.choices.get("model"))
+    except USER_ERRORS as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        raise RunRefused(f"{type(error).__name__}: {error}") from None
+    if not results:  # a non-zero DDP rank
+        return float("nan")
+    print(
+        f"{results['target']}: test MAE {results['test_mae']:.5g} {results['unit']} "
+        f"(error ratio {results['test_error_ratio']:.3f}); results in {hydra_config.runtime.output_dir}"
+    )
+    return results["best_val_mae"]  # what a Hydra sweeper minimises: model selection never sees the test set
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Objects of a run built from its composed Hydra config: data module, Lightning module, loggers,
+callbacks and trainer. Bad values are refused here, by setting name, before any work starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, WeightAveraging
+from omegaconf import DictConfig, OmegaConf
+
+from mpnn.data.datamodule import QM9DataModule
+from mpnn.models.factory import resolve_backend
+from mpnn.targets import get_target
+from mpnn.training.module import RegressionModule
+
+# Settings that must be numbers: (whole numbers only, least value, may be null). A typo such as
+# optim.lr=fast fails here, with the setting's name, instead of deep inside PyTorch.
+NUMBERS = {
+    "seed": (True, 0, False),
+    "optim.lr": (False, None, False),
+    "optim.weight_decay": (False, 0, False),
+    "trainer.max_epochs": (True, 1, False),
+    "data.batch_size": (True, 1, False),
+    "data.eval_batch_size": (True, 1, False),
+    "data.split_seed": (True, 0, False),
+    "data.subset": (True, 10, True),
+    "data.train_size": (True, 1, True),
+}
+_ABSENT = object()
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Refuse values of the wrong kind or range, naming the setting and what is valid."""
+    get_target(cfg.target)
+    for key, (whole, least, nullable) in NUMBERS.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is _ABSENT or (value is None and nullable):
+            continue
+        kind = "a whole number" if whole else "a number"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not float(value).is_integer()):
+            raise ValueError(f"{key}={value!r} must be {kind}" + (" or null" if nullable else ""))
+        if least is not None and value < least:
+            raise ValueError(f"{key}={value!r} must be {kind} >= {least}")
+    if not cfg.optim.lr > 0:
+        raise ValueError(f"optim.lr={cfg.optim.lr!r} must be positive")
+
+
+def build_datamodule(cfg: DictConfig, backend: str) -> QM9DataModule:
+    """The data module of the run, set up (cache, split)."""
+    datamodule: QM9DataModule = instantiate(cfg.data, backend=backend)
+    datamodule.prepare_data()
+    datamodule.setup()
+    return datamodule
+
+
+def build(cfg: DictConfig) -> tuple[QM9DataModule, RegressionModule]:
+    """Data module (set up) and Lightning module (target scaler fitted on the training split)."""
+    check_config(cfg)
+    model_config = OmegaConf.to_container(cfg.model, resolve=True)
+    backend = resolve_backend(model_config, cfg.backend)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision(cfg.matmul_precision)
+    datamodule = build_datamodule(cfg, backend)
+    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    module = RegressionModule(
+        model=model_config,
+        data=datamodule.spec.to_dict(),
+        optimizer=optim.pop("optimizer"),
+        schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
+        backend=backend,
+        **{key: optim[key] for key in ("gradient_clip_val", "compile", "compile_mode", "cuda_graph")},
+    )
+    module.fit_scaler(datamodule)
+    return datamodule, module
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    return [instantiate(c) for c in cfg.logger.values()] if cfg.get("logger") else []
+
+
+def build_callbacks(cfg: DictConfig, loggers: list) -> list[L.Callback]:
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()] if cfg.get("callbacks") else []
+    if not loggers:  # Lightning refuses a learning-rate monitor without a logger to write to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if any(isinstance(c, WeightAveraging) for c in callbacks) and (cfg.optim.compile or cfg.optim.cuda_graph):
+        raise ValueError("callbacks=ema is not tested with optim.compile or optim.cuda_graph; use it without them")
+    return callbacks
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list[L.Callback]) -> L.Trainer:
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, default_root_dir=str(run_dir))
