@@ -22,8 +22,10 @@ class RunRefused(CompactHydraException):
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float:
+    from mpnn.logs import quiet_logs
     from mpnn.training.run import train
 
+    quiet_logs()
     hydra_config = HydraConfig.get()
     try:
         results = train(cfg, Path(hydra_config.runtime.output_dir), hydra_config.runtime.choices.get("model"))

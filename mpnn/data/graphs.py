@@ -8,7 +8,7 @@ the configured edge representation (`mpnn.data.edges.sparse_edges`), all vectori
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -19,8 +19,7 @@ from mpnn.data.features import AtomTable
 from mpnn.data.spec import DataSpec
 
 
-@dataclass(frozen=True)
-class BatchSizes:
+class BatchSizes(NamedTuple):
     """Sizes of a batch, counted on the host by the loader so that the device never synchronises."""
 
     atoms: int
