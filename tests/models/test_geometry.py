@@ -98,9 +98,11 @@ def reference_triplets(edge_index: torch.Tensor) -> list[tuple]:
 
 
 def test_triplets_match_pyg_order_and_the_geometric_definition(molecules):
+    """On edges in shuffled order: PyG's triplets accept any edge order."""
     chosen = [molecules[i] for i in (0, 14, 32, 3)]
     pos, batch = collate(chosen)
     edge_index = radius_graph(pos, batch, cutoff=2.5)
+    edge_index = edge_index[:, torch.randperm(edge_index.shape[1], generator=torch.Generator().manual_seed(0))]
     i, j, idx_i, idx_j, idx_k, idx_kj, idx_ji = triplets(edge_index, num_nodes=pos.size(0))
 
     assert torch.equal(i, edge_index[1]) and torch.equal(j, edge_index[0])
