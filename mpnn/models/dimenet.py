@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch_geometric.data import Batch
 from torch_geometric.nn.models import dimenet as pyg_dimenet
 from torch_geometric.utils import scatter
 
@@ -111,5 +112,5 @@ class DimeNetPlusPlusModel(MoleculeModel):
             reduce="sum" if data.pooling == "sum" else "mean",
         )
 
-    def forward(self, batch) -> torch.Tensor:
+    def forward(self, batch: Batch) -> torch.Tensor:
         return self.net(batch.z, batch.pos, batch.batch).squeeze(-1)

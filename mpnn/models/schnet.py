@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch_geometric.data import Batch
 from torch_geometric.nn.models import schnet as pyg_schnet
 
 from mpnn.data.spec import DataSpec
@@ -52,9 +53,8 @@ class SchNetModel(MoleculeModel):
             num_gaussians=num_gaussians,
             cutoff=cutoff,
             interaction_graph=RadiusInteractionGraph(cutoff, max_num_neighbors),
-            max_num_neighbors=max_num_neighbors,
             readout="add" if data.pooling == "sum" else "mean",
         )
 
-    def forward(self, batch) -> torch.Tensor:
+    def forward(self, batch: Batch) -> torch.Tensor:
         return self.net(batch.z, batch.pos, batch.batch).squeeze(-1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch_geometric.data import Batch
 from torch_geometric.nn.models import visnet as pyg_visnet
 
 from mpnn.data.spec import DataSpec
@@ -83,6 +84,6 @@ class ViSNetModel(MoleculeModel):
             pyg_distance.cutoff, pyg_distance.max_num_neighbors, pyg_distance.add_self_loops
         )
 
-    def forward(self, batch) -> torch.Tensor:
+    def forward(self, batch: Batch) -> torch.Tensor:
         y, _ = self.net(batch.z, batch.pos, batch.batch)  # (energy, negative forces): no forces asked
         return y.squeeze(-1)
