@@ -20,8 +20,8 @@ from torch_geometric.data import Dataset as PyGDataset
 from torch_geometric.nn import NNConv, Set2Set
 from torch_geometric.utils import remove_self_loops
 
-from mpnn.data.batch import node_features
 from mpnn.data.cache import PackedQM9
+from mpnn.data.features import node_features
 
 
 class Complete:

@@ -8,6 +8,7 @@ signal, can the model fit one batch, does each prediction depend only on its own
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import torch
@@ -15,32 +16,39 @@ from omegaconf import DictConfig
 
 from mpnn.data.batch import MoleculeBatch
 from mpnn.data.datamodule import QM9DataModule
-from mpnn.training.module import MPNNModule
-from mpnn.training.run import build
+from mpnn.training.build import build
+from mpnn.training.module import RegressionModule
 
 EXPECTED_INIT_LOSS = 1.0  # MSE of a ~zero prediction on a standardised target
 
 
-def _zeroed(batch: MoleculeBatch) -> MoleculeBatch:
-    """The same batch with every input set to zero (only the atom count survives)."""
-    return MoleculeBatch(
-        x=torch.zeros_like(batch.x),
-        pos=torch.zeros_like(batch.pos),
-        bond=torch.zeros_like(batch.bond),
-        mask=batch.mask,
-        y=batch.y,
-        index=batch.index,
-    )
+def _zeroed(batch):
+    """The same batch with every input that describes the molecule zeroed: features, coordinates,
+    bonds, edge features, and every atom made the same element (only the atom count survives)."""
+    if isinstance(batch, MoleculeBatch):
+        return dataclasses.replace(
+            batch,
+            x=torch.zeros_like(batch.x),
+            z=batch.mask.long(),
+            pos=torch.zeros_like(batch.pos),
+            bond=torch.zeros_like(batch.bond),
+        )
+    zeroed = batch.clone()
+    zeroed.x, zeroed.pos = torch.zeros_like(batch.x), torch.zeros_like(batch.pos)
+    zeroed.z, zeroed.edge_attr = torch.ones_like(batch.z), torch.zeros_like(batch.edge_attr)
+    return zeroed
 
 
-def _fit(module: MPNNModule, batches: list[MoleculeBatch], steps: int, lr: float, zero_inputs: bool = False) -> float:
+def _fit(module: RegressionModule, batches: list, steps: int, lr: float, zero_inputs: bool = False) -> float:
     """Plain Adam on the given batches, cycling; returns the last loss."""
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
     module.train()
     loss = torch.tensor(float("nan"))
     for step in range(steps):
         batch = batches[step % len(batches)]
-        loss, _ = module.loss(_zeroed(batch) if zero_inputs else batch)
+        target = module.model.normalise(batch)  # from the real molecule (element counts)
+        prediction = module.model(_zeroed(batch) if zero_inputs else batch)
+        loss = torch.nn.functional.mse_loss(prediction, target)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -48,24 +56,32 @@ def _fit(module: MPNNModule, batches: list[MoleculeBatch], steps: int, lr: float
 
 
 @torch.no_grad()
-def _mae(module: MPNNModule, batches: list[MoleculeBatch], zero_inputs: bool = False) -> float:
+def _mae(module: RegressionModule, batches: list, zero_inputs: bool = False) -> float:
     module.eval()
-    errors = [(module.model.predict(_zeroed(b) if zero_inputs else b) - b.y.double()).abs() for b in batches]
+    model = module.model
+    errors = [(model.denormalise(model(_zeroed(b) if zero_inputs else b), b) - b.y.double()).abs() for b in batches]
     return torch.cat(errors).mean().item()
 
 
-def _batches(datamodule: QM9DataModule, indices: np.ndarray, size: int) -> list[MoleculeBatch]:
+def _batches(datamodule: QM9DataModule, indices: np.ndarray, size: int) -> list:
     return [datamodule.batch(indices[i : i + size]) for i in range(0, len(indices), size)]
 
 
-def batch_independence(module: MPNNModule, batch: MoleculeBatch, molecule: int = 0) -> bool:
-    """Backpropagate from one molecule's output: only that molecule's inputs get gradient."""
+def batch_independence(module: RegressionModule, batch, molecule: int = 0) -> bool:
+    """Backpropagate from one molecule's output: only that molecule's inputs (features and
+    coordinates) get gradient."""
     module.eval()
-    x = batch.x.clone().requires_grad_(True)
-    probe = MoleculeBatch(x=x, pos=batch.pos, bond=batch.bond, mask=batch.mask, y=batch.y, index=batch.index)
+    probe = dataclasses.replace(batch) if isinstance(batch, MoleculeBatch) else batch.clone()
+    probe.x = batch.x.clone().requires_grad_(True)
+    probe.pos = batch.pos.clone().requires_grad_(True)
     module.model(probe)[molecule].backward()
-    own = x.grad[molecule].abs().sum().item()
-    others = torch.cat([x.grad[:molecule], x.grad[molecule + 1 :]]).abs().sum().item()
+    if isinstance(batch, MoleculeBatch):
+        grad = (probe.x.grad.abs().sum(-1) + probe.pos.grad.abs().sum(-1)).sum(-1)  # per molecule
+    else:
+        per_atom = probe.x.grad.abs().sum(-1) + probe.pos.grad.abs().sum(-1)
+        grad = torch.zeros(batch.num_graphs, dtype=per_atom.dtype).index_add_(0, batch.batch, per_atom)
+    own = grad[molecule].item()
+    others = torch.cat([grad[:molecule], grad[molecule + 1 :]]).sum().item()
     return own > 0 and others == 0
 
 
@@ -78,9 +94,10 @@ def diagnose(cfg: DictConfig, train_steps: int = 100, overfit_steps: int = 200, 
 
     with torch.no_grad():
         module.eval()
-        init_loss = sum(module.loss(b)[0].item() * b.num_molecules for b in train_batches) / len(split.train)
+        init_loss = sum(module.loss(b)[0].item() * b.num_graphs for b in train_batches) / len(split.train)
     val_y = torch.cat([b.y for b in val_batches]).double()
-    mean_predictor_mae = (val_y - module.model.scaler.mean).abs().mean().item()
+    offsets = torch.cat([module.model.denormalise(torch.zeros(b.num_graphs), b) for b in val_batches])
+    mean_predictor_mae = (val_y - offsets).abs().mean().item()
 
     lr = cfg.optim.lr
     real, zero = copy.deepcopy(module), copy.deepcopy(module)  # same initial weights

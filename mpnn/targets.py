@@ -46,10 +46,22 @@ TARGETS: dict[str, Target] = {
         Target("r2", "electronic spatial extent", "bohr^2", "R2_bohr2", 1.0, 1.2, 0.15, 0.14),
         Target("zpve", "zero point vibrational energy", "eV", "ZPVE_au", _EV, 0.0012, 1.27, 1.10, extensive=True),
         Target("u0", "internal energy at 0 K", "eV", "InternalEnergy_0K_au", _EV, 0.043, 0.45, 0.33, extensive=True),
-        Target("u", "internal energy at 298.15 K", "eV", "InternalEnergy_298K_au", _EV, 0.043, 0.45, 0.34, extensive=True),
+        Target(
+            "u", "internal energy at 298.15 K", "eV", "InternalEnergy_298K_au", _EV, 0.043, 0.45, 0.34, extensive=True
+        ),
         Target("h", "enthalpy at 298.15 K", "eV", "Enthalphy_298K_au", _EV, 0.043, 0.39, 0.30, extensive=True),
         Target("g", "free energy at 298.15 K", "eV", "GibbsFreeEnergy_298K_au", _EV, 0.043, 0.44, 0.34, extensive=True),
-        Target("cv", "heat capacity at 298.15 K", "cal/(mol K)", "Heatcapacity_Cv_cal_mol_K", 1.0, 0.050, 0.80, 0.62, extensive=True),
+        Target(
+            "cv",
+            "heat capacity at 298.15 K",
+            "cal/(mol K)",
+            "Heatcapacity_Cv_cal_mol_K",
+            1.0,
+            0.050,
+            0.80,
+            0.62,
+            extensive=True,
+        ),
         Target(
             "omega1", "highest fundamental vibrational frequency", "cm^-1", "Harmonic_Freq_cmi", 1.0, 10.0, 0.19, 0.15
         ),

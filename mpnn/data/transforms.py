@@ -1,8 +1,8 @@
 """The paper's input representations as PyG transforms, for `QM9Dataset(transform=...)` or any
 `Data` with `pos`, `z` and a chemical graph (`edge_attr` one-hot single, double, triple, aromatic).
 
-    QM9Dataset("data", transform=RawDistance())                                 # complete graph, bond one-hot + distance
-    QM9Dataset("data", transform=Compose([ImplicitHydrogens(), DistanceBins()])) # heavy atoms, 14 edge symbols
+    QM9Dataset("data", transform=RawDistance())   # complete graph, bond one-hot + distance
+    QM9Dataset("data", transform=Compose([ImplicitHydrogens(), DistanceBins()]))   # heavy atoms, 14 symbols
 
 They compute exactly what the training pipeline's batches hold (`mpnn.data.edges`), one molecule at a time.
 """

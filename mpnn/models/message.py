@@ -122,7 +122,13 @@ class EdgeNetworkMessage(BilinearMessage):
     """
 
     def __init__(
-        self, dim: int, edge_dim: int, hidden_dim: int = 128, layers: int = 1, aggregation: str = "sum", fast: bool = True
+        self,
+        dim: int,
+        edge_dim: int,
+        hidden_dim: int = 128,
+        layers: int = 1,
+        aggregation: str = "sum",
+        fast: bool = True,
     ):
         super().__init__(dim, aggregation, fast)
         self.hidden = _mlp([edge_dim] + [hidden_dim] * layers)

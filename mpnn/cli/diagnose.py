@@ -1,0 +1,48 @@
+"""`mpnn-diagnose [overrides] [--json]`: sanity checks of a configuration before training it.
+
+Takes the same Hydra overrides as train.py, e.g.
+    mpnn-diagnose model=edge_net target=mu data.subset=500 trainer.accelerator=cpu --json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from mpnn.cli import compose
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    as_json = "--json" in argv
+    overrides = [a for a in argv if a != "--json"]
+    if any(a.startswith("-") for a in overrides):
+        print(__doc__, file=sys.stderr)
+        return 2
+    from mpnn.diagnostics import diagnose
+    from mpnn.logs import quiet_logs
+
+    quiet_logs()
+    report = diagnose(compose(["logger=none", *overrides]))
+    if as_json:
+        print(json.dumps(report))
+        return 0
+    unit = report["unit"]
+    print(f"init_loss               {report['init_loss']:.4f}  (expected about {report['expected_init_loss']})")
+    print(f"mean_predictor_mae      {report['mean_predictor_mae']:.4g} {unit}  (predict the training mean)")
+    print(
+        f"input_independent_mae   {report['input_independent_mae']:.4g} {unit}  vs real inputs "
+        f"{report['real_input_mae']:.4g} {unit}  (after {report['train_steps']} steps each)"
+    )
+    print(
+        f"overfit_one_batch_loss  {report['overfit_one_batch_loss']:.4g}  "
+        f"({report['overfit_molecules']} molecules, {report['overfit_steps']} steps; should approach 0)"
+    )
+    print(f"batch_independence      {report['batch_independence']}")
+    for warning in report["warnings"]:
+        print(f"WARNING: {warning}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
