@@ -1,25 +1,29 @@
-"""The fast message computations equal the straightforward per-edge formula."""
+"""Message functions: the dense fast path, the dense reference path and the PyG (edge_index) path all
+equal the per-edge formula; the edge network equals PyG's NNConv given the same weights."""
 
 import pytest
 import torch
+from torch_geometric.nn import NNConv
 
+from mpnn.data.batch import EdgeInputs, SparseEdges
 from mpnn.data.edges import EdgeFeaturizer
+from mpnn.data.spec import DataSpec
 from mpnn.models.message import EdgeNetworkMessage, MatrixMultiplyMessage, PairMessage
-from tests.models.conftest import MESSAGE_CASES, case_id
+from tests.models.conftest import MESSAGE_CASES, batches, case_id
 
 
-def per_edge_reference(message, h, edges):
-    """sum over edges (v, w) of M(h_v, h_w, e_vw), one edge at a time, as a sparse MPNN would."""
+def per_edge_reference(message, h, edges: EdgeInputs):
+    """sum (or mean) over edges w -> v of M(h_v, h_w, e_vw), one edge at a time."""
     b_idx, v_idx, w_idx = edges.adjacency.nonzero(as_tuple=True)
     out = torch.zeros_like(h)
     d = h.shape[-1]
     for b, v, w in zip(b_idx.tolist(), v_idx.tolist(), w_idx.tolist()):
         e = edges.features[b, v, w]
         if isinstance(message, EdgeNetworkMessage):
-            matrix = message.out(message.hidden(e)).view(d, d)  # NN(e) reshaped to d x d
-            out[b, v] += matrix @ h[b, w]
+            matrix = message.out(message.hidden(e)).view(d, d)  # NN(e) as a d_in x d_out matrix (NNConv's layout)
+            out[b, v] += h[b, w] @ matrix
         elif isinstance(message, MatrixMultiplyMessage):
-            out[b, v] += message.weight[edges.types[b, v, w]] @ h[b, w]
+            out[b, v] += h[b, w] @ message.weight[int(e.argmax())]
         else:
             hidden = message.project_w(h[b, w]) + message.project_v(h[b, v]) + message.project_e(e)
             out[b, v] += message.out(torch.relu(hidden))
@@ -28,31 +32,45 @@ def per_edge_reference(message, h, edges):
     return out
 
 
-@pytest.mark.parametrize("aggregation", ["sum", "mean"])
-@pytest.mark.parametrize("case", MESSAGE_CASES, ids=case_id)
-def test_fast_path_matches_per_edge_formula(case, aggregation, real_batch):
-    message_cls, kind, virtual = case
-    featurizer = EdgeFeaturizer(kind, virtual)
-    edges = featurizer(real_batch)
-    edges.features = edges.features.double()
+def make_message(message_cls, spec: DataSpec, aggregation: str):
     torch.manual_seed(0)
     kwargs = {"aggregation": aggregation}
     if message_cls is not MatrixMultiplyMessage:
         kwargs["hidden_dim"] = 16
-    message = message_cls(8, featurizer.edge_dim, featurizer.num_edge_types, **kwargs).double()
-    h = torch.randn(*real_batch.mask.shape, 8, dtype=torch.double) * real_batch.mask.unsqueeze(-1)
+    return message_cls(8, spec.edge_dim, **kwargs).double()
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "mean"])
+@pytest.mark.parametrize("case", MESSAGE_CASES, ids=case_id)
+def test_every_path_matches_the_per_edge_formula(case, aggregation, sample):
+    message_cls, kind, virtual = case
+    spec = DataSpec(edges=kind, virtual_edges=virtual)
+    dense, sparse = batches(sample, spec, rows=(2, 17, 9))  # 3 molecules keep the Python loop short
+    edges = EdgeFeaturizer(spec).double()(dense)
+    message = make_message(message_cls, spec, aggregation)
+    h = torch.randn(*dense.mask.shape, 8, dtype=torch.double) * dense.mask.unsqueeze(-1)
     expected = per_edge_reference(message, h, edges)
-    fast = message(h, message.prepare(edges))
-    torch.testing.assert_close(fast, expected, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(message.step(h, message.prepare(edges)), expected, rtol=1e-10, atol=1e-12)
     if hasattr(message, "fast"):
         message.fast = False
-        straightforward = message(h, message.prepare(edges))
-        torch.testing.assert_close(straightforward, expected, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(message.step(h, message.prepare(edges)), expected, rtol=1e-10, atol=1e-12)
+    # The PyG form on the same molecules: node states in edge_index layout (N, d).
+    h_nodes = h[dense.mask]
+    sparse_out = message(h_nodes, sparse.edge_index, sparse.edge_attr)
+    torch.testing.assert_close(sparse_out, expected[dense.mask], rtol=1e-10, atol=1e-12)
 
 
-def test_matrix_multiply_needs_discrete_edges():
-    with pytest.raises(ValueError, match="data.edges=chemical_graph or data.edges=distance_bins"):
-        MatrixMultiplyMessage(8, edge_dim=5, num_edge_types=0)
+def test_edge_network_with_sum_equals_pyg_nnconv(sample):
+    """NNConv(aggr="add", root_weight=False, bias=False) with our edge network as its nn."""
+    spec = DataSpec(edges="raw_distance")
+    _, sparse = batches(sample, spec)
+    message = make_message(EdgeNetworkMessage, spec, "sum")
+    nnconv = NNConv(8, 8, torch.nn.Sequential(*message.hidden, message.out), aggr="add", root_weight=False, bias=False)
+    h = torch.randn(sparse.num_nodes, 8, dtype=torch.double)
+    expected = nnconv(h, sparse.edge_index, sparse.edge_attr)
+    torch.testing.assert_close(message(h, sparse.edge_index, sparse.edge_attr), expected, rtol=1e-10, atol=1e-12)
+    prepared = message.prepare(SparseEdges(sparse.edge_index, sparse.edge_attr))
+    torch.testing.assert_close(message.step(h, prepared), expected, rtol=1e-10, atol=1e-12)
 
 
 def test_unknown_aggregation_is_rejected():
