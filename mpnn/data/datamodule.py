@@ -165,4 +165,4 @@ def element_counts(packed: cache.PackedQM9) -> np.ndarray:
     """(molecules, MAX_Z + 1) count of each element in each molecule, as the scaler counts a batch's."""
     molecule = torch.from_numpy(np.repeat(np.arange(len(packed)), packed.num_atoms.astype(np.int64)))
     z = torch.from_numpy(packed.z.astype(np.int64))
-    return scaler_counts(z, torch.from_numpy(packed.num_h), molecule, len(packed)).numpy()
+    return scaler_counts(z, molecule, len(packed), torch.from_numpy(packed.num_h)).numpy()

@@ -41,12 +41,14 @@ NUM_H_COLUMN = NODE_FEATURES.index("num_h")
 
 
 def batch_element_counts(batch) -> torch.Tensor:
-    """(num_molecules, MAX_Z + 1) element counts of a dense `MoleculeBatch` or a PyG `Batch`."""
-    z, num_h = batch.z, batch.x[..., NUM_H_COLUMN]
+    """(num_molecules, MAX_Z + 1) element counts of a dense `MoleculeBatch` or a PyG `Batch` (hydrogens
+    from the `num_h` feature when the batch has node features `x`, else from its atoms)."""
+    z = batch.z
+    num_h = batch.x[..., NUM_H_COLUMN] if getattr(batch, "x", None) is not None else None
     if z.dim() == 2:  # dense: (B, n), zero on padding
         molecule = torch.arange(z.shape[0], device=z.device).unsqueeze(1).expand_as(z)
-        return element_counts(z.reshape(-1), num_h.reshape(-1), molecule.reshape(-1), z.shape[0])
-    return element_counts(z, num_h, batch.batch, batch.num_graphs)
+        return element_counts(z.reshape(-1), molecule.reshape(-1), z.shape[0], None if num_h is None else num_h.reshape(-1))
+    return element_counts(z, batch.batch, batch.num_graphs, num_h)
 
 
 class MoleculeModel(nn.Module):

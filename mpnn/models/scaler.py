@@ -29,17 +29,21 @@ def fit_atomrefs(counts: np.ndarray, y: np.ndarray) -> np.ndarray:
     return atomref
 
 
-def element_counts(z: torch.Tensor, num_h: torch.Tensor, molecule: torch.Tensor, num_molecules: int) -> torch.Tensor:
-    """(num_molecules, MAX_Z + 1) float64 count of each element per molecule.
+def element_counts(
+    z: torch.Tensor, molecule: torch.Tensor, num_molecules: int, num_h: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(num_molecules, MAX_Z + 1) float64 count of each element per molecule; `z` = 0 marks padding.
 
-    Heavy atoms are counted from `z`, hydrogens from the `num_h` feature of the heavy atoms: the
-    same numbers whether hydrogens are explicit atoms or not (in QM9 every hydrogen is bonded to
-    one heavy atom). `z` = 0 marks padding.
+    With `num_h` (the node feature), heavy atoms are counted from `z` and hydrogens from the
+    `num_h` of the heavy atoms: the same numbers whether hydrogens are explicit atoms or not (in
+    QM9 every hydrogen is bonded to one heavy atom). Without it every atom counts by its `z`.
     """
-    heavy = (z > 1).double()
+    counted = (z > 1 if num_h is not None else z > 0).double()
     counts = torch.zeros(num_molecules, MAX_Z + 1, dtype=torch.float64, device=z.device)
-    counts.index_put_((molecule, z), heavy, accumulate=True)
-    counts[:, 1] = torch.zeros_like(counts[:, 1]).index_add_(0, molecule, heavy * num_h.double())
+    counts.index_put_((molecule, z), counted, accumulate=True)
+    if num_h is not None:
+        counts[:, 1] = torch.zeros_like(counts[:, 1]).index_add_(0, molecule, counted * num_h.double())
+    counts[:, 0] = 0
     return counts
 
 
