@@ -46,8 +46,8 @@ def batch_element_counts(batch) -> torch.Tensor:
     z = batch.z
     num_h = batch.x[..., NUM_H_COLUMN] if getattr(batch, "x", None) is not None else None
     if z.dim() == 2:  # dense: (B, n), zero on padding
-        molecule = torch.arange(z.shape[0], device=z.device).unsqueeze(1).expand_as(z)
-        return element_counts(z.reshape(-1), molecule.reshape(-1), z.shape[0], None if num_h is None else num_h.reshape(-1))
+        molecule = torch.arange(z.shape[0], device=z.device).unsqueeze(1).expand_as(z).reshape(-1)
+        return element_counts(z.reshape(-1), molecule, z.shape[0], None if num_h is None else num_h.reshape(-1))
     return element_counts(z, batch.batch, batch.num_graphs, num_h)
 
 
