@@ -1,51 +1,68 @@
-"""The Lightning module: loss at initialisation, scaler, the optimisation step and schedules."""
+"""The Lightning module: loss at initialisation, scaler fitted at setup, the optimisation step and schedules."""
 
 import lightning as L
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from mpnn.training.run import build
-from tests.conftest import DATA_ROOT, REPO
+from mpnn.cli import compose
+from mpnn.training.build import build
+from tests.conftest import DATA_ROOT
 
 
 def compose_config(*overrides: str):
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"paths.data_dir={DATA_ROOT}", "logger=none", *overrides])
-    return cfg
+    return compose([f"paths.data_dir={DATA_ROOT}", "logger=none", *overrides])
 
 
 @pytest.mark.parametrize("model", ["edge_net", "ggnn", "pair_message"])
-def test_normalised_loss_at_initialisation_is_near_one(model, packed):
-    datamodule, module = build(compose_config(f"model={model}", "data.subset=1000"))
+@pytest.mark.parametrize("backend", ["dense", "pyg"])
+def test_normalised_loss_at_initialisation_is_near_one(model, backend, packed):
+    datamodule, module = build(compose_config(f"model={model}", f"backend={backend}", "data.subset=1000"))
     batch = datamodule.batch(datamodule.split.train[:256])
     with torch.no_grad():
         loss, _ = module.loss(batch)
     assert 0.7 < loss.item() < 1.4
 
 
-def test_scaler_is_fitted_on_the_training_split_only(packed):
-    datamodule, module = build(compose_config("data.subset=1000", "target=homo"))
-    train_y = datamodule.dataset.y[torch.from_numpy(datamodule.split.train)]
-    all_y = datamodule.dataset.y[torch.tensor(datamodule.split.train.tolist() + datamodule.split.val.tolist())]
-    assert module.model.scaler.mean.item() == pytest.approx(train_y.mean().item())
-    assert module.model.scaler.mean.item() != pytest.approx(all_y.mean().item(), rel=1e-9)
+@pytest.mark.parametrize("target", ["homo", "u0"])
+def test_scaler_is_fitted_on_the_training_split_only(target, packed):
+    datamodule, module = build(compose_config("data.subset=1000", f"target={target}"))
+    scaler = module.model.scaler
+    y, counts = datamodule.training_targets()
+    residual = y - counts @ scaler.atomref.numpy()
+    assert scaler.mean.item() == pytest.approx(residual.mean())
+    assert scaler.std.item() == pytest.approx(residual.std(ddof=1))
+    assert len(y) == len(datamodule.split.train)
+    if target == "u0":  # extensive: atomrefs remove almost all of the total energy
+        assert module.spec.recipe == "extensive" and scaler.std.item() < 0.01 * y.std()
+    else:
+        assert module.spec.recipe == "intensive" and scaler.atomref.abs().sum() == 0
+    # Fitted again in setup("fit"), from the data module a Trainer hands it: the same numbers.
+    before = {name: buffer.clone() for name, buffer in scaler.named_buffers()}
+    scaler.mean.fill_(0)
+    module.fit_scaler(datamodule)
+    for name, buffer in scaler.named_buffers():
+        assert torch.equal(buffer, before[name]), name
 
 
-def test_unknown_schedule_is_rejected(packed):
-    with pytest.raises(ValueError, match="valid: constant, linear_decay, plateau"):
-        build(compose_config("data.subset=100", "optim.schedule=cosine"))
+def test_unknown_schedule_lists_the_valid_ones():
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException, match=r"(?s)Could not find .schedule/cosine.*constant.*linear_decay.*plateau"):
+        compose_config("schedule=cosine")
 
 
 @pytest.mark.parametrize(
     ("override", "message"),
     [
         ("optim.lr=-1", "optim.lr=-1 must be positive"),
-        ("optim.decay_start=1.5", r"optim.decay_start=1.5 must be in \[0, 1\]"),
-        ("optim.final_lr_factor=0", r"optim.final_lr_factor=0 must be in \(0, 1\]"),
+        ("optim.lr=fast", "optim.lr='fast' must be a number"),
+        ("trainer.max_epochs=three", "trainer.max_epochs='three' must be a whole number"),
+        ("trainer.max_epochs=0", "trainer.max_epochs=0 must be a whole number >= 1"),
+        ("data.batch_size=big", "data.batch_size='big' must be a whole number"),
+        ("seed=-1", "seed=-1 must be a whole number >= 0"),
     ],
 )
-def test_optimiser_settings_out_of_range_are_rejected(override, message, packed):
+def test_bad_numbers_are_refused_by_name_before_work_starts(override, message):
     with pytest.raises(ValueError, match=message):
         build(compose_config("data.subset=100", override))
 
@@ -67,20 +84,38 @@ def fit(epochs: int, *overrides: str, precision: str = "32-true"):
 
 
 def test_linear_decay_reaches_the_final_rate_on_the_last_step(packed):
-    trainer, module = fit(2, "optim.schedule=linear_decay", "optim.final_lr_factor=0.05")
+    trainer, module = fit(2, "schedule=linear_decay", "schedule.final_lr_factor=0.05")
     assert trainer.global_step == 2 * 8  # every optimiser step counted
     assert module.optimizers().param_groups[0]["lr"] == pytest.approx(1e-3 * 0.05)
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("schedule.decay_start=1.5", r"schedule.decay_start=1.5 must be in \[0, 1\]"),
+        ("schedule.final_lr_factor=0", r"schedule.final_lr_factor=0 must be in \(0, 1\]"),
+    ],
+)
+def test_schedule_settings_out_of_range_are_rejected(override, message, packed):
+    with pytest.raises(ValueError, match=message):
+        fit(1, override)
+
+
 def test_plateau_schedule_steps_once_per_validation(packed):
-    trainer, module = fit(3, "optim.schedule=plateau")
+    trainer, module = fit(3, "schedule=plateau")
     scheduler = module.lr_schedulers()
     assert scheduler.last_epoch == 3  # the sanity-check validation does not count
     assert scheduler.best == pytest.approx(trainer.callback_metrics["val/mae"].item(), rel=0.5)
 
 
+def test_optimizer_is_a_config_choice(packed):
+    _, module = fit(1, "optim=adamw", "schedule=constant")
+    optimizer = module.optimizers().optimizer
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.param_groups[0]["weight_decay"] == 0.01
+
+
 def test_bf16_autocast_trains_with_float32_weights(packed):
-    trainer, module = fit(2, "optim.schedule=constant", precision="bf16-mixed")
+    trainer, module = fit(2, "schedule=constant", precision="bf16-mixed")
     assert trainer.global_step == 16 and trainer.callback_metrics["train/loss"].isfinite()
     assert all(p.dtype == torch.float32 for p in module.parameters())
     assert module.model.scaler.mean.dtype == torch.float64  # the scaler keeps its precision
@@ -99,3 +134,8 @@ def test_gradients_are_clipped_to_the_configured_norm(packed):
 def test_cuda_graph_refuses_inductor_cuda_graphs(packed):
     with pytest.raises(ValueError, match="compile_mode=default"):
         build(compose_config("data.subset=100", "optim.cuda_graph=true", "optim.compile_mode=reduce-overhead"))
+
+
+def test_compiled_paths_need_the_dense_backend(packed):
+    with pytest.raises(ValueError, match="use them with backend=dense"):
+        build(compose_config("data.subset=100", "backend=pyg", "optim.compile=true"))
