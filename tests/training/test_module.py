@@ -47,7 +47,8 @@ def test_scaler_is_fitted_on_the_training_split_only(target, packed):
 def test_unknown_schedule_lists_the_valid_ones():
     from hydra.errors import MissingConfigException
 
-    with pytest.raises(MissingConfigException, match=r"(?s)Could not find .schedule/cosine.*constant.*linear_decay.*plateau"):
+    valid = r"(?s)Could not find .schedule/cosine.*constant.*linear_decay.*plateau"
+    with pytest.raises(MissingConfigException, match=valid):
         compose_config("schedule=cosine")
 
 
