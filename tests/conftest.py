@@ -35,12 +35,12 @@ def datamodule_factory(packed):
     return make
 
 
-def run_script(script: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def run_script(script: str, *args: str, timeout: int = 900, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """Run a script of the repository (by path) as a user would, from `cwd`."""
     env = dict(os.environ, WANDB_SILENT="true", PYTHONUNBUFFERED="1")
-    result = subprocess.run(
-        [sys.executable, str(REPO / script), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    return subprocess.run(
+        [sys.executable, str(REPO / script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
-    return result
 
 
 def train(run_dir: Path, *overrides: str) -> dict:

@@ -93,19 +93,13 @@ class CudaGraphStep:
         return [parameter.data_ptr() for parameter, _ in self._gradients]
 
 
-def _copy_into(static: object, batch: object, prefix: str = "batch") -> None:
-    """Copy every tensor of `batch` into the same field of `static`, nested dataclasses (edges) included."""
+def _copy_into(static: MoleculeBatch, batch: MoleculeBatch) -> None:
+    """Copy every tensor of `batch` into the same field of the captured `static` batch."""
     for field in dataclasses.fields(static):
-        name = f"{prefix}.{field.name}"
         target, source = getattr(static, field.name), getattr(batch, field.name)
-        if (target is None) != (source is None):
-            raise ValueError(f"optim.cuda_graph=true replays what it captured: {name} is set in one batch only")
-        if dataclasses.is_dataclass(target):
-            _copy_into(target, source, name)
-        elif isinstance(target, torch.Tensor):
-            if target.shape != source.shape:
-                raise ValueError(
-                    f"optim.cuda_graph=true replays the shape it captured: {name} has shape "
-                    f"{tuple(source.shape)}, captured {tuple(target.shape)}; set data.static_shapes=true"
-                )
-            target.copy_(source, non_blocking=True)
+        if target.shape != source.shape:
+            raise ValueError(
+                f"optim.cuda_graph=true replays the shape it captured: batch.{field.name} has shape "
+                f"{tuple(source.shape)}, captured {tuple(target.shape)}; set data.static_shapes=true"
+            )
+        target.copy_(source, non_blocking=True)

@@ -1,15 +1,17 @@
 """optim.cuda_graph: the captured step must train exactly like the eager one (GPU tests skip on CPU)."""
 
+import dataclasses
+
 import lightning as L
 import numpy as np
 import pytest
 import torch
 from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensor, FakeTensorMode
 
+from mpnn.training.build import build
 from mpnn.training.callbacks import MetricHistory
 from mpnn.training.cuda_graph import CudaGraphStep, _copy_into
-from mpnn.training.module import MPNNModule
-from mpnn.training.run import build
+from mpnn.training.module import RegressionModule
 from tests.training.test_module import compose_config
 from tests.training.test_train import config_choices
 
@@ -39,19 +41,12 @@ def test_cpu_batches_are_refused_with_a_clear_error(datamodule_factory):
 
 
 def test_a_new_batch_is_copied_into_every_captured_tensor(datamodule_factory):
-    """Edges built outside the model are inputs too, and must be copied."""
     datamodule = datamodule_factory(subset=300, static_shapes=True)
     static, batch = datamodule.batch(range(8)), datamodule.batch(range(8, 16))
-    static.edges, batch.edges = datamodule.edge_featurizer(static), datamodule.edge_featurizer(batch)
-    assert not torch.equal(static.edges.features, batch.edges.features)
+    assert not torch.equal(static.x, batch.x)
     _copy_into(static, batch)
-    for name in ("x", "pos", "bond", "mask", "y", "index"):
-        assert torch.equal(getattr(static, name), getattr(batch, name)), name
-    assert torch.equal(static.edges.features, batch.edges.features)
-    assert torch.equal(static.edges.adjacency, batch.edges.adjacency)
-    batch.edges = None
-    with pytest.raises(ValueError, match="batch.edges is set in one batch only"):
-        _copy_into(static, batch)
+    for field in dataclasses.fields(batch):
+        assert torch.equal(getattr(static, field.name), getattr(batch, field.name)), field.name
 
 
 def test_batches_of_another_shape_are_refused(datamodule_factory):
@@ -128,7 +123,7 @@ class ParameterChanges(L.Callback):
         self.every_parameter_moved.append(all(moved))
 
 
-def _lightning_fit(cuda_graph: bool) -> tuple[MPNNModule, L.Trainer, ParameterChanges, list[float]]:
+def _lightning_fit(cuda_graph: bool) -> tuple[RegressionModule, L.Trainer, ParameterChanges, list[float]]:
     datamodule, module = build(
         compose_config(
             "data.subset=2000", "data.static_shapes=true", f"optim.cuda_graph={cuda_graph}", "data.batch_size=64",

@@ -1,0 +1,44 @@
+"""What a run prints and logs: each line once, no advertisements; learning rate, early stopping, TensorBoard."""
+
+import csv
+
+import pytest
+
+from tests.conftest import run_script, train
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_run_prints_no_line_twice_and_no_advertisement(tmp_path, packed):
+    result = run_script(
+        "train.py", "data.subset=300", "trainer.max_epochs=1", "trainer.accelerator=cpu", "logger=csv",
+        "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'run'}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line.split("] - ")[-1] for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    repeated = [a for a, b in zip(lines, lines[1:]) if a == b]
+    assert not repeated, repeated
+    text = result.stdout + result.stderr
+    assert "Tip:" not in text and "litlogger" not in text and "litmodels" not in text and "LeafSpec" not in text
+    assert "GPU available" in text  # Lightning's own information still reaches the console, once
+
+
+def test_the_learning_rate_reaches_the_logger(tmp_path, packed):
+    train(tmp_path / "run", "data.subset=300", "trainer.max_epochs=2", "logger=csv", "schedule=linear_decay")
+    with open(tmp_path / "run" / "csv" / "metrics.csv") as handle:
+        rates = [float(row["lr-Adam"]) for row in csv.DictReader(handle) if row.get("lr-Adam")]
+    assert len(rates) == 2 and rates[0] == pytest.approx(1e-3) and rates[1] < rates[0]
+
+
+def test_early_stopping_ends_a_run_that_stopped_improving(tmp_path, packed):
+    results = train(
+        tmp_path / "run", "callbacks=early_stopping", "callbacks.early_stopping.patience=1",
+        "callbacks.early_stopping.min_delta=1000", "data.subset=300", "trainer.max_epochs=10", "logger=none",
+    )  # fmt: skip
+    assert results["epochs"] == 2  # no improvement of 1000 D after the first validation: stop after one more
+
+
+def test_tensorboard_logger_writes_event_files(tmp_path, packed):
+    train(tmp_path / "run", "logger=tensorboard", "data.subset=300", "trainer.max_epochs=1")
+    events = list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
