@@ -12,6 +12,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = REPO / "data"
+SAMPLE = REPO / "tests" / "fixtures" / "qm9_sample.npz"
+
+
+@pytest.fixture(scope="session")
+def sample():
+    """48 real QM9 molecules in the cache format (tests/fixtures/README.md): fast, no cache needed."""
+    from mpnn.data import cache
+
+    return cache.load(SAMPLE)
 
 
 @pytest.fixture(scope="session")
