@@ -66,7 +66,7 @@ class QM9DataModule(L.LightningDataModule):
         if split_seed < 0:
             raise ValueError(f"data.split_seed={split_seed} must be a non-negative integer")
         if backend not in BACKENDS:
-            raise ValueError(f"unknown backend={backend!r}; valid: {', '.join(BACKENDS)} (or auto)")
+            raise ValueError(f"unknown backend={backend!r}; valid: {', '.join(BACKENDS)}")
         if static_shapes and backend != "dense":
             raise ValueError("data.static_shapes=true pads dense batches; it needs backend=dense")
         self.target = get_target(target)

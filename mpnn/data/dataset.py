@@ -62,6 +62,8 @@ class QM9Dataset(InMemoryDataset):
         if smiles is None:
             by_index = read_smiles()
             smiles = [by_index[int(i)] for i in packed.index]
+        if len(smiles) != len(packed):
+            raise ValueError(f"{len(smiles)} SMILES for {len(packed)} molecules: give one per molecule, in order")
         self._data, self.slices = storage(packed, smiles)
         if pre_transform is not None or pre_filter is not None:  # per molecule, as PyG's process() does
             molecules = [self.get(i) for i in range(len(self))]

@@ -36,6 +36,8 @@ class PaperEdges(BaseTransform):
         return data
 
     def __repr__(self) -> str:
+        if type(self) is PaperEdges:
+            return f"PaperEdges(edges={self.spec.edges!r}, virtual_edges={self.spec.virtual_edges})"
         return f"{self.__class__.__name__}()"
 
 

@@ -127,7 +127,7 @@ def test_training_counts_match_the_batches(dense, pyg, pyg_implicit_h, case):
         ({"split_seed": -1}, "data.split_seed=-1 must be a non-negative integer"),
         ({"edges": "bonds"}, "unknown data.edges='bonds'; valid: chemical_graph, distance_bins, raw_distance"),
         ({"edges": "raw_distance", "virtual_edges": True}, "applies to data.edges=chemical_graph only"),
-        ({"backend": "jax"}, "unknown backend='jax'; valid: dense, pyg (or auto)"),
+        ({"backend": "jax"}, "unknown backend='jax'; valid: dense, pyg"),
         (
             {"backend": "pyg", "static_shapes": True},
             "data.static_shapes=true pads dense batches; it needs backend=dense",
