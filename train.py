@@ -6,6 +6,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from mpnn import hydra_resolvers
+
+hydra_resolvers.register()  # before Hydra composes the config: run and sweep directories use ${unique_dir:...}
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
