@@ -3,7 +3,8 @@
 `${unique_dir:PATH}` makes run and sweep directories unique: two runs (or two sweeps) started in the
 same second get `PATH` and `PATH_2` instead of sharing one directory, where they would overwrite each
 other's files. It is cached (`use_cache`): a config resolves it once, and Hydra copies that cache
-from a sweep's config to each of its jobs, so all jobs of one sweep land in the sweep's one directory.
+from a sweep's config to each of its jobs, so all jobs of one sweep land in the sweep's one directory
+(forked gpu_pool jobs inherit it; submitit's jobs receive it, and the resolver, in their pickle).
 """
 
 from __future__ import annotations

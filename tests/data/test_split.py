@@ -79,4 +79,3 @@ def test_a_malformed_split_file_is_named_with_what_to_do_and_kept(tmp_path, kind
     message = str(error.value)
     assert message.startswith(f"split file {path} ") and message.endswith("move it away to create a new split")
     assert path.read_bytes() == content  # never replaced: runs that used it must stay comparable
-
