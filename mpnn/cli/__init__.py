@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mpnn import hydra_resolvers
+
+hydra_resolvers.register()  # before Hydra composes a config: run and sweep directories use ${unique_dir:...}
+
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the repository's configs (editable install)
 
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mpnn.files import check_writable, lock_for, write_atomically
 from mpnn.targets import TARGET_NAMES
 
 if TYPE_CHECKING:
@@ -80,22 +81,24 @@ def cache_path(root: str | Path, key: dict) -> Path:
 
 
 def save(packed: PackedQM9, path: Path, key: dict, counts: dict[str, int]) -> None:
-    """Write atomically (temporary file + rename) so an interrupted build leaves no half file."""
+    """Write the metadata, then the cache, each whole or not at all: a complete `.npz` is the sign
+    that a cache is ready, so an interrupted build leaves no half file that would be taken for one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **{name: getattr(packed, name) for name in ARRAYS})
-    os.replace(tmp, path)
     meta = {"key": key, "molecules": len(packed), "atoms": int(len(packed.z)), "paths": counts}
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    text = json.dumps(meta, indent=2) + "\n"
+    write_atomically(path.with_suffix(".json"), lambda file: file.write(text.encode()))
+    arrays = {name: getattr(packed, name) for name in ARRAYS}
+    write_atomically(path, lambda file: np.savez_compressed(file, **arrays))
 
 
 def load(path: Path) -> PackedQM9:
     try:
         with np.load(path) as archive:
             arrays = {name: archive[name] for name in ARRAYS}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        detail = str(error) if len(str(error)) <= 200 else f"{str(error)[:200]}..."  # zipfile may quote whole headers
         raise RuntimeError(
-            f"processed QM9 cache {path} is unreadable ({type(error).__name__}: {error}). "
+            f"processed QM9 cache {path} is unreadable ({type(error).__name__}: {detail}). "
             f"Move it away and rebuild with `python scripts/prepare_data.py data.root={path.parent}`."
         ) from None
     packed = PackedQM9(**arrays)
@@ -134,7 +137,8 @@ def pack(raw: RawQM9, features: Features) -> PackedQM9:
 
 
 def ensure_built(root: str | Path, progress: bool = True) -> Path:
-    """Path of the cache under `root`, building it first if it does not exist yet."""
+    """Path of the cache under `root`, building it first if it does not exist yet (once, however many
+    processes ask at the same time)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -143,10 +147,14 @@ def ensure_built(root: str | Path, progress: bool = True) -> Path:
         source_version = _existing_source_version(Path(root))
     key = cache_key(source_version)
     path = cache_path(root, key)
-    if not path.exists():
-        packed, counts = build(progress=progress)
-        print(f"featurized {len(packed)} molecules; bond paths: {counts}")
-        save(packed, path, key, counts)
+    if path.exists():  # no lock to read: the cache may lie in a folder this process cannot write to
+        return path
+    check_writable(path.parent, "data.root")
+    with lock_for(path):  # one process builds; others started with it wait here, then reuse its cache
+        if not path.exists():
+            packed, counts = build(progress=progress)
+            print(f"featurized {len(packed)} molecules; bond paths: {counts}")
+            save(packed, path, key, counts)
     return path
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mpnn.files import check_writable, lock_for, write_atomically
+
 VALIDATION_SIZE = 10_000
 TEST_SIZE = 10_000
 
@@ -26,19 +28,39 @@ class Split:
 
 
 def load_or_create_permutation(path: Path, num_molecules: int, seed: int) -> np.ndarray:
-    if path.exists():
-        permutation = np.load(path)
-        if len(permutation) != num_molecules or not np.array_equal(np.sort(permutation), np.arange(num_molecules)):
-            raise RuntimeError(
-                f"split file {path} does not match the dataset ({num_molecules} molecules); "
-                "move it away to create a new split"
-            )
-        return permutation
-    permutation = np.random.default_rng(seed).permutation(num_molecules)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, permutation)
-    tmp.replace(path)
+    """The permutation saved in `path`, created from `seed` first if there is none (by one process:
+    others started at the same time wait for it and read the same split)."""
+    if path.exists():  # no lock to read: the data root may be a shared, read-only folder
+        return _load_permutation(path, num_molecules)
+    check_writable(path.parent, "data.root")
+    with lock_for(path):
+        if path.exists():
+            return _load_permutation(path, num_molecules)
+        permutation = np.random.default_rng(seed).permutation(num_molecules)
+        write_atomically(path, lambda file: np.save(file, permutation))
+    return permutation
+
+
+def _load_permutation(path: Path, num_molecules: int) -> np.ndarray:
+    advice = "move it away to create a new split"
+    with open(path, "rb") as file:
+        start = file.read(len(np.lib.format.MAGIC_PREFIX))
+    if start != np.lib.format.MAGIC_PREFIX:
+        found = f"it starts with {start!r}" if start else "it is empty"
+        raise RuntimeError(f"split file {path} is not a .npy file ({found}); {advice}")
+    try:
+        permutation = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise RuntimeError(f"split file {path} is unreadable ({type(error).__name__}: {error}); {advice}") from None
+    if (
+        permutation.dtype.kind not in "iu"
+        or permutation.shape != (num_molecules,)
+        or not np.array_equal(np.sort(permutation), np.arange(num_molecules))
+    ):
+        raise RuntimeError(
+            f"split file {path} does not match the dataset: it holds {permutation.dtype} values of shape "
+            f"{permutation.shape}, not a permutation of the {num_molecules} molecules; {advice}"
+        )
     return permutation
 
 

@@ -44,3 +44,38 @@ def test_permutation_is_saved_and_reused(tmp_path):
     np.testing.assert_array_equal(first, again)
     with pytest.raises(RuntimeError, match="does not match the dataset"):
         load_or_create_permutation(path, 999, seed=1)
+
+
+def _malformed(path, kind: str) -> None:
+    good = np.random.default_rng(0).permutation(1000)
+    if kind == "not a .npy file":
+        path.write_text("train: 0..799\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        np.save(path, good)
+        path.write_bytes(path.read_bytes()[:1000])
+    elif kind == "an .npz archive":
+        with open(path, "wb") as file:
+            np.savez(file, permutation=good)
+    elif kind == "float values":
+        np.save(path, good.astype(np.float64))
+    elif kind == "wrong shape":
+        np.save(path, good.reshape(1000, 1))
+    elif kind == "repeated indices":
+        np.save(path, np.zeros(1000, dtype=np.int64))
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["not a .npy file", "empty", "truncated", "an .npz archive", "float values", "wrong shape", "repeated indices"],
+)
+def test_a_malformed_split_file_is_named_with_what_to_do_and_kept(tmp_path, kind):
+    path = tmp_path / "qm9_split_seed0.npy"
+    _malformed(path, kind)
+    content = path.read_bytes()
+    with pytest.raises(RuntimeError) as error:
+        load_or_create_permutation(path, 1000, seed=0)
+    message = str(error.value)
+    assert message.startswith(f"split file {path} ") and message.endswith("move it away to create a new split")
+    assert path.read_bytes() == content  # never replaced: runs that used it must stay comparable
