@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from mpnn.data.featurize import Features
     from mpnn.data.source import RawQM9
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: SMILES stored with the molecules
 FEATURE_SET = "gilmer2017:type,z,acceptor,donor,aromatic,hybridization,num_h;bonds:single,double,triple,aromatic"
 ARRAYS = (
     "index",
@@ -40,6 +40,7 @@ ARRAYS = (
     "bond_count",
     "path",
     "targets",
+    "smiles",
 )
 
 
@@ -60,6 +61,7 @@ class PackedQM9:
     bond_count: np.ndarray  # (M,) uint8
     path: np.ndarray  # (M,) uint8 featurization path, see mpnn.data.featurize.PATHS
     targets: np.ndarray  # (M, T) float64, columns TARGET_NAMES, physical units
+    smiles: np.ndarray  # (M,) str, the source's SMILES ("" for molecules given by geometry alone)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -95,7 +97,7 @@ def load(path: Path) -> PackedQM9:
     try:
         with np.load(path) as archive:
             arrays = {name: archive[name] for name in ARRAYS}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+    except (OSError, ValueError, KeyError, EOFError, NotImplementedError, zipfile.BadZipFile, zlib.error) as error:
         detail = str(error) if len(str(error)) <= 200 else f"{str(error)[:200]}..."  # zipfile may quote whole headers
         raise RuntimeError(
             f"processed QM9 cache {path} is unreadable ({type(error).__name__}: {detail}). "
@@ -133,6 +135,7 @@ def pack(raw: RawQM9, features: Features) -> PackedQM9:
         bond_count=features.bond_count.astype(np.uint8),
         path=features.path,
         targets=raw.targets,
+        smiles=np.array([text or "" for text in raw.smiles], dtype=str),
     )
 
 

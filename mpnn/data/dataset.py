@@ -23,7 +23,6 @@ from mpnn.data import cache
 from mpnn.data.cache import PackedQM9
 from mpnn.data.features import NODE_FEATURES, atom_table
 from mpnn.data.graphs import directed_bonds
-from mpnn.data.source import read_smiles
 from mpnn.data.spec import NUM_BOND_TYPES
 from mpnn.targets import TARGET_NAMES
 
@@ -54,17 +53,11 @@ class QM9Dataset(InMemoryDataset):
         pre_transform: Callable[[Data], Data] | None = None,
         pre_filter: Callable[[Data], bool] | None = None,
         packed: PackedQM9 | None = None,
-        smiles: list[str] | None = None,
     ):
         super().__init__(str(root), transform, pre_transform, pre_filter, log=False)
         if packed is None:
             packed, _ = cache.load_or_build(root)
-        if smiles is None:
-            by_index = read_smiles()
-            smiles = [by_index[int(i)] for i in packed.index]
-        if len(smiles) != len(packed):
-            raise ValueError(f"{len(smiles)} SMILES for {len(packed)} molecules: give one per molecule, in order")
-        self._data, self.slices = storage(packed, smiles)
+        self._data, self.slices = storage(packed)
         if pre_transform is not None or pre_filter is not None:  # per molecule, as PyG's process() does
             molecules = [self.get(i) for i in range(len(self))]
             molecules = [m for m in molecules if pre_filter is None or pre_filter(m)]
@@ -72,7 +65,7 @@ class QM9Dataset(InMemoryDataset):
             self._data, self.slices = self.collate([pre_transform(m) if pre_transform else m for m in molecules])
 
 
-def storage(packed: PackedQM9, smiles: list[str]) -> tuple[Data, dict[str, torch.Tensor]]:
+def storage(packed: PackedQM9) -> tuple[Data, dict[str, torch.Tensor]]:
     """InMemoryDataset's storage (all molecules concatenated, with slice offsets), built vectorised
     from the cache instead of collating 130,831 Data objects."""
     table = atom_table(packed, explicit_h=True)
@@ -90,7 +83,7 @@ def storage(packed: PackedQM9, smiles: list[str]) -> tuple[Data, dict[str, torch
         edge_attr=torch.from_numpy(edge_attr),
         y=torch.from_numpy(np.ascontiguousarray(packed.targets, dtype=np.float64)),
         idx=torch.from_numpy(packed.index.astype(np.int64)),
-        smiles=list(smiles),
+        smiles=packed.smiles.tolist(),
     )
     slices = {
         "x": atom_slices,

@@ -19,7 +19,7 @@ from tests.data.test_features import molecule_slices
 
 @pytest.fixture(scope="module")
 def dataset(sample):
-    """The sample with its real SMILES, as QM9Dataset reads them by default (from qm9pack)."""
+    """The sample with its real SMILES (stored in the cache with the molecules)."""
     return QM9Dataset(packed=sample)
 
 
@@ -90,27 +90,24 @@ def test_works_with_pygs_dataloader(sample, dataset):
 
 def test_composes_with_pygs_own_transforms(sample):
     """PyG's Distance after our raw-distance transform appends the same distance our last column holds."""
-    smiles = [str(i) for i in sample.index]
     spec = DataSpec(edges="raw_distance")
-    dataset = QM9Dataset(packed=sample, smiles=smiles, transform=Compose([transform_for(spec), Distance(norm=False)]))
+    dataset = QM9Dataset(packed=sample, transform=Compose([transform_for(spec), Distance(norm=False)]))
     for m in (0, 20, 47):
         data = dataset[m]
         n = data.num_nodes
         assert data.edge_attr.shape == (n * (n - 1), 6)
         torch.testing.assert_close(data.edge_attr[:, 5], data.edge_attr[:, 4])
-    chemical = QM9Dataset(packed=sample, smiles=smiles, transform=Distance(norm=False))
+    chemical = QM9Dataset(packed=sample, transform=Distance(norm=False))
     data = chemical[20]
     assert data.edge_attr.shape[1] == 5 and data.edge_attr[:, 4].max() < 2.0  # bond lengths
 
 
 def test_pre_transform_and_pre_filter(sample):
     """`pre_filter` keeps the molecules it accepts and `pre_transform` is stored, as PyG's process() does."""
-    smiles = [str(i) for i in sample.index]
     kept = [m for m in range(len(sample)) if (sample.z[slice(*molecule_slices(sample, m)[:2])] == 9).any()]
     assert 0 < len(kept) < len(sample)
     dataset = QM9Dataset(
         packed=sample,
-        smiles=smiles,
         pre_transform=ImplicitHydrogens(),
         pre_filter=lambda data: bool((data.z == 9).any()),
     )
@@ -121,9 +118,9 @@ def test_pre_transform_and_pre_filter(sample):
         data = dataset[position]
         heavy = sample.z[lo:hi] != 1
         np.testing.assert_array_equal(data.z.numpy(), sample.z[lo:hi][heavy])
-        assert data.smiles == smiles[m] and data.y.shape == (1, 17)
+        assert data.smiles == sample.smiles[m] and data.y.shape == (1, 17)
         assert data.edge_index.shape[1] == 2 * (int(sample.bond_count[m]) - int((~heavy).sum()))
-    only_filter = QM9Dataset(packed=sample, smiles=smiles, pre_filter=lambda data: data.num_nodes > 20)
+    only_filter = QM9Dataset(packed=sample, pre_filter=lambda data: data.num_nodes > 20)
     assert len(only_filter) == int((sample.num_atoms > 20).sum()) > 0
 
 
@@ -138,11 +135,6 @@ def test_documented_import():
     assert Imported is QM9Dataset
     code = "import sys, mpnn.data.cache; assert 'torch_geometric' not in sys.modules and 'lightning' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
-
-
-def test_smiles_must_match_the_molecules(sample):
-    with pytest.raises(ValueError, match="3 SMILES for 48 molecules"):
-        QM9Dataset(packed=sample, smiles=["C", "N", "O"])
 
 
 @pytest.mark.slow

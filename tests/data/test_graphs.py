@@ -53,31 +53,26 @@ def dense_edges(spec: DataSpec, store, rows: torch.Tensor) -> tuple[torch.Tensor
 
 
 @pytest.fixture(scope="module")
-def smiles(sample):
-    return [str(i) for i in sample.index]
-
-
-@pytest.fixture(scope="module")
 def rows(sample):
     """Every molecule of the sample in a shuffled order, then some again (repeats)."""
     order = torch.randperm(len(sample), generator=torch.Generator().manual_seed(0))
     return torch.cat([order, torch.tensor([5, 5, 0, 47])])
 
 
-def pyg_reference(sample, smiles, spec: DataSpec, rows: torch.Tensor) -> Batch:
+def pyg_reference(sample, spec: DataSpec, rows: torch.Tensor) -> Batch:
     """The same molecules through PyG's machinery: QM9Dataset + transform_for(spec) + DataLoader."""
-    dataset = QM9Dataset(packed=sample, smiles=smiles, transform=transform_for(spec))
+    dataset = QM9Dataset(packed=sample, transform=transform_for(spec))
     return next(iter(DataLoader(dataset[rows], batch_size=len(rows))))
 
 
 @pytest.mark.parametrize(("name", "explicit_h"), CASES)
-def test_gather_equals_pyg_dataset_and_loader(sample, smiles, rows, name, explicit_h):
+def test_gather_equals_pyg_dataset_and_loader(sample, rows, name, explicit_h):
     """A gathered batch holds exactly what QM9Dataset + transform_for(spec) + PyG's DataLoader give."""
     spec = spec_of(name, explicit_h)
     store = molecule_store(sample, spec, "pyg")
     assert isinstance(store, GraphQM9) and len(store) == len(sample)
     batch = store.gather(rows)
-    expected = pyg_reference(sample, smiles, spec, rows)
+    expected = pyg_reference(sample, spec, rows)
     assert isinstance(batch, Batch) and batch.num_graphs == expected.num_graphs == len(rows)
     for key in ("x", "z", "pos", "batch", "ptr", "idx"):
         assert batch[key].dtype == expected[key].dtype, key
@@ -103,14 +98,14 @@ def test_gather_equals_the_dense_path(sample, rows, name, explicit_h):
 
 
 @pytest.mark.parametrize("name", REPRESENTATIONS)
-def test_single_heavy_atom_molecules_have_no_edges(sample, smiles, name):
+def test_single_heavy_atom_molecules_have_no_edges(sample, name):
     """Heavy-atom graphs of CH4, NH3, H2O are single atoms: an empty edge list of the right width, as PyG's."""
     spec = spec_of(name, explicit_h=False)
     rows = torch.tensor([0, 1, 2])
     batch = molecule_store(sample, spec, "pyg").gather(rows)
     assert batch.x.shape == (3, 13) and batch.z.tolist() == [6, 7, 8]
     assert batch.edge_index.shape == (2, 0) and batch.edge_attr.shape == (0, spec.edge_dim)
-    expected = pyg_reference(sample, smiles, spec, rows)
+    expected = pyg_reference(sample, spec, rows)
     assert expected.edge_index.shape == (2, 0) and expected.edge_attr.shape == (0, spec.edge_dim)
 
 

@@ -24,7 +24,7 @@ TRANSFORMS = {
 
 @pytest.fixture(scope="module")
 def dataset(sample):
-    return QM9Dataset(packed=sample, smiles=[str(i) for i in sample.index])
+    return QM9Dataset(packed=sample)
 
 
 @pytest.mark.parametrize("explicit_h", [True, False])
