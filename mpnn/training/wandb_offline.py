@@ -44,19 +44,31 @@ def _records(data: bytes) -> Iterator[bytes]:
             raise ValueError(f"corrupt W&B run file: chunk type {kind} at byte {pos}")
 
 
-def offline_summary(run_dir: str | Path) -> dict:
-    """The summary of the (single) offline W&B run under `run_dir`, as W&B would upload it."""
+def _offline_records(run_dir: str | Path) -> Iterator:
+    """The protobuf records of the (last) offline W&B run under `run_dir`."""
     from wandb.proto import wandb_internal_pb2
 
     files = sorted(Path(run_dir).glob("**/offline-run-*/run-*.wandb"))
     if not files:
         raise FileNotFoundError(f"no offline W&B run under {run_dir}")
-    summary: dict = {}
     for payload in _records(files[-1].read_bytes()):
         record = wandb_internal_pb2.Record()
         record.ParseFromString(payload)
+        yield record
+
+
+def offline_summary(run_dir: str | Path) -> dict:
+    """The summary of the (last) offline W&B run under `run_dir`, as W&B would upload it."""
+    summary: dict = {}
+    for record in _offline_records(run_dir):
         if record.WhichOneof("record_type") == "summary":
             for item in record.summary.update:
                 key = item.key or "/".join(item.nested_key)
                 summary[key] = json.loads(item.value_json)
     return summary
+
+
+def offline_exit_code(run_dir: str | Path) -> int | None:
+    """The exit code the (last) offline W&B run under `run_dir` was finished with (None: never finished)."""
+    codes = [r.exit.exit_code for r in _offline_records(run_dir) if r.WhichOneof("record_type") == "exit"]
+    return codes[-1] if codes else None

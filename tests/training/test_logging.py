@@ -42,3 +42,18 @@ def test_tensorboard_logger_writes_event_files(tmp_path, packed):
     train(tmp_path / "run", "logger=tensorboard", "data.subset=300", "trainer.max_epochs=1")
     events = list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+def test_a_failed_run_finishes_its_wandb_run_as_failed(tmp_path, packed):
+    """The task closes its loggers in a `finally`: W&B records exit code 1 for a run that failed
+    after its logger started (here: CUDA graphs asked for on a CPU), and 0 for one that completed."""
+    from mpnn.training.wandb_offline import offline_exit_code
+
+    failed = run_script(
+        "train.py", "data.subset=300", "trainer.max_epochs=1", "trainer.accelerator=cpu", "optim.cuda_graph=true",
+        "data.static_shapes=true", f"hydra.run.dir={tmp_path / 'failed'}",
+    )  # fmt: skip
+    assert failed.returncode != 0 and "needs a CUDA device" in failed.stderr
+    assert offline_exit_code(tmp_path / "failed") == 1
+    train(tmp_path / "completed", "data.subset=300", "trainer.max_epochs=1")
+    assert offline_exit_code(tmp_path / "completed") == 0
