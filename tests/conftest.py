@@ -12,6 +12,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = REPO / "data"
+# PyG's models at the sizes their papers used take minutes per CPU epoch; end-to-end tests run small ones.
+SMALL_MODELS = {
+    "schnet": ("model.hidden_channels=16", "model.num_filters=16", "model.num_interactions=2", "model.num_gaussians=16"),
+    "dimenet_pp": (
+        "model.hidden_channels=16", "model.num_blocks=1", "model.int_emb_size=8", "model.basis_emb_size=4",
+        "model.out_emb_channels=16", "model.num_spherical=2", "model.num_radial=3",
+    ),
+    "visnet": ("model.hidden_channels=16", "model.num_layers=2", "model.num_rbf=8", "model.num_heads=2"),
+}  # fmt: skip
 SAMPLE = REPO / "tests" / "fixtures" / "qm9_sample.npz"
 
 

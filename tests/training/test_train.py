@@ -9,7 +9,7 @@ import time
 import pytest
 
 from mpnn.training.wandb_offline import offline_summary
-from tests.conftest import DATA_ROOT, REPO, run_script, train
+from tests.conftest import DATA_ROOT, REPO, SMALL_MODELS, run_script, train
 
 pytestmark = pytest.mark.slow
 
@@ -88,12 +88,12 @@ def config_choices():
     choices = []
     for group in ("model", "model/message", "model/readout", "experiment"):
         for path in sorted((REPO / "conf" / group).glob("*.yaml")):
-            extra = ("data.edges=distance_bins",) if group == "model/message" else ()
+            extra = ("data.edges=distance_bins",) if group == "model/message" else SMALL_MODELS.get(path.stem, ())
             choices.append((f"{group}={path.stem}", *extra))
     return choices
 
 
-@pytest.mark.parametrize("choice", config_choices(), ids=" ".join)
+@pytest.mark.parametrize("choice", config_choices(), ids=lambda choice: choice[0])
 def test_every_config_trains(choice, tmp_path, packed):
     results = train(tmp_path / "run", *choice, "data.subset=300", "trainer.max_epochs=1")  # default logger: offline W&B
     assert math.isfinite(results["test_mae"])
