@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from mpnn.cli import CONF_DIR
@@ -37,6 +39,10 @@ def main(cfg: DictConfig) -> float:
     try:
         results = train(cfg, run_dir, hydra_config.runtime.choices.get("model"))
     except (*USER_ERRORS, Diverged) as error:
+        if isinstance(error, Diverged) and hydra_config.mode == RunMode.MULTIRUN:
+            # One diverged job (its results.json says so) must not end a sweep: a search gets the worst value.
+            print(f"Diverged: {error} ({run_dir})", file=sys.stderr)
+            return math.inf
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         raise RunRefused(f"{type(error).__name__}: {error}") from None

@@ -8,6 +8,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -17,18 +18,23 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
+from hydra.utils import instantiate
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch.utils.data import DataLoader, TensorDataset
 
+from mpnn.analysis import per_molecule_errors
+from mpnn.cli import compare, compose
 from tests.conftest import REPO, run_script
 
-pytestmark = pytest.mark.slow
-
-# 254 training molecules in 8 batches of 32: a few seconds per epoch on a CPU.
-SETTINGS = (
+# 254 training molecules in 8 batches of 32; with a small model, about a second per epoch on a CPU.
+BASE = (
     "data.subset=300", "data.batch_size=32", "trainer.max_epochs=4", "logger=csv", "trainer.accelerator=cpu",
     "trainer.enable_progress_bar=false",
 )  # fmt: skip
+SETTINGS = (*BASE, "model.hidden_dim=16")
 STEPS_PER_EPOCH = 8
 
 
@@ -84,7 +90,7 @@ def sigterm_run(tmp_path_factory, packed) -> SimpleNamespace:
     run_dir = tmp_path_factory.mktemp("sigterm") / "run"
     process = start(run_dir, *SETTINGS)
     wait_for_writes(run_dir / "checkpoints" / "last.ckpt", process, writes=1)
-    time.sleep(1.0)  # into the second epoch
+    time.sleep(0.3)  # into the second epoch
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=300)
     interrupted = tmp_path_factory.mktemp("interrupted") / "run"
@@ -101,6 +107,7 @@ def sigterm_run(tmp_path_factory, packed) -> SimpleNamespace:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_last_checkpoint_exits_non_zero_and_says_how_to_resume(sigterm_run):
     assert sigterm_run.returncode == 128 + signal.SIGTERM, sigterm_run.stderr[-3000:]
     assert "Stopped by SIGTERM" in sigterm_run.stderr and "Traceback" not in sigterm_run.stderr
@@ -111,6 +118,7 @@ def test_sigterm_saves_a_last_checkpoint_exits_non_zero_and_says_how_to_resume(s
     assert saved_step(sigterm_run.interrupted / "checkpoints" / "last.ckpt") > STEPS_PER_EPOCH
 
 
+@pytest.mark.slow
 def test_the_run_continued_after_sigterm_finishes_with_its_whole_history(sigterm_run):
     resumed = sigterm_run.resumed
     assert resumed is not None and resumed.returncode == 0, (resumed.stderr if resumed else sigterm_run.stderr)[-3000:]
@@ -122,6 +130,7 @@ def test_the_run_continued_after_sigterm_finishes_with_its_whole_history(sigterm
     assert epochs_logged(sigterm_run.run_dir, "train/loss") == [0, 1, 2, 3]
 
 
+@pytest.mark.slow
 def test_refused_starts_change_nothing_in_the_run_directory(sigterm_run):
     """Hydra used to write .hydra/*.yaml and the log file before any check: now nothing changes."""
     interrupted, finished = sigterm_run.interrupted, sigterm_run.run_dir
@@ -139,6 +148,7 @@ def test_refused_starts_change_nothing_in_the_run_directory(sigterm_run):
         assert checksums(run_dir) == before, message
 
 
+@pytest.mark.slow
 def test_bad_numbers_are_refused_by_name_before_anything_is_written(tmp_path):
     for setting, message in {
         "trainer.max_epochs=0": "trainer.max_epochs=0 must be a whole number >= 1",
@@ -151,6 +161,7 @@ def test_bad_numbers_are_refused_by_name_before_anything_is_written(tmp_path):
         assert not run_dir.exists() or not any(run_dir.iterdir())
 
 
+@pytest.mark.slow
 def test_last_checkpoint_after_every_epoch_and_a_kill_after_the_best_one_resumes(tmp_path, packed):
     """With a learning rate too small to change the weights, only the first epoch improves validation:
     best-000.ckpt. last.ckpt must still follow every epoch, so a kill loses at most the one in progress."""
@@ -173,9 +184,10 @@ def test_last_checkpoint_after_every_epoch_and_a_kill_after_the_best_one_resumes
     assert epochs_logged(run_dir, "val/mae") == [0, 1, 2, 3]
 
 
-def test_a_diverged_run_stops_in_its_epoch_and_is_reported_as_failed(tmp_path, sigterm_run):
+@pytest.mark.slow
+def test_a_diverged_run_stops_in_its_epoch_and_is_reported_as_failed(tmp_path, sigterm_run, capsys):
     run_dir = tmp_path / "diverged"
-    result = run_script("train.py", *SETTINGS, "optim.lr=1e6", f"hydra.run.dir={run_dir}")
+    result = run_script("train.py", *BASE, "optim.lr=1e6", f"hydra.run.dir={run_dir}")  # the paper's model size
     assert result.returncode != 0
     assert "Diverged: training loss became nan at epoch 0, step" in result.stderr, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
@@ -186,11 +198,81 @@ def test_a_diverged_run_stops_in_its_epoch_and_is_reported_as_failed(tmp_path, s
 
     # compare.py lists it as failed, apart from the table of completed runs; errors.py says why it has no errors.
     charts = [f"--{name}={tmp_path / name}.png" for name in ("out", "curves", "sizes", "settings")]
-    paths = (str(sigterm_run.run_dir), str(run_dir))
-    compared = run_script("scripts/compare.py", *paths, *charts, f"--csv={tmp_path / 'runs.csv'}")
-    assert compared.returncode == 0, compared.stderr[-3000:]
-    table, failed = compared.stdout.split("failed, not compared: 1 runs")
+    compare.main([str(sigterm_run.run_dir), str(run_dir), *charts, f"--csv={tmp_path / 'runs.csv'}"])
+    table, failed = capsys.readouterr().out.split("failed, not compared: 1 runs")
     assert str(run_dir) not in table and str(sigterm_run.run_dir) in table
     assert f"  {run_dir}  diverged: training loss became nan at epoch 0" in failed
-    errors = run_script("scripts/errors.py", str(run_dir))
-    assert errors.returncode != 0 and f"{run_dir} did not complete" in errors.stderr and "diverged" in errors.stderr
+    with pytest.raises(FileNotFoundError, match=f"{re.escape(str(run_dir))} did not complete.*diverged"):
+        per_molecule_errors(run_dir)
+
+    # In a sweep the diverged job is reported and the sweep goes on (a search's sweeper gets infinity).
+    sweep = tmp_path / "sweep"
+    swept = run_script("train.py", "-m", *BASE, "optim.lr=1e6", f"hydra.sweep.dir={sweep}")
+    assert swept.returncode == 0 and "Diverged: training loss became nan" in swept.stderr, swept.stderr[-3000:]
+    assert strict_json((sweep / "0-mu-edge_net" / "results.json").read_text())["status"] == "diverged"
+
+
+class Line(L.LightningModule):
+    """y = w x, fitted from w = 0: its validation error falls every epoch, or never changes with lr=0."""
+
+    def __init__(self, lr: float):
+        super().__init__()
+        self.lr, self.weight = lr, torch.nn.Parameter(torch.zeros(()))
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDataset(torch.ones(4), torch.full((4,), 2.0)), batch_size=4)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.train_dataloader()
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return ((self.weight * x - y) ** 2).mean()
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, y = batch
+        self.log("val/mae", (self.weight * x - y).abs().mean())
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+
+class RecordedIO(TorchCheckpointIO):
+    """Lightning's checkpoint writing, with the order of its writes and deletions recorded."""
+
+    def __init__(self):
+        super().__init__()
+        self.events: list[str] = []
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        super().save_checkpoint(checkpoint, path, storage_options)
+        self.events.append(f"write {Path(path).name}")
+
+    def remove_checkpoint(self, path) -> None:
+        super().remove_checkpoint(path)
+        self.events.append(f"delete {Path(path).name}")
+
+
+def checkpoint_events(tmp_path: Path, lr: float, epochs: int = 3) -> list[str]:
+    """The checkpoint writes and deletions of a real Trainer with the project's checkpoint callback."""
+    checkpoint = instantiate(compose([f"callbacks.checkpoint.dirpath={tmp_path}"]).callbacks.checkpoint)
+    recorded = RecordedIO()
+    trainer = L.Trainer(
+        max_epochs=epochs, callbacks=[checkpoint], plugins=[recorded], logger=False, accelerator="cpu",
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+    )  # fmt: skip
+    trainer.fit(Line(lr))
+    return recorded.events
+
+
+def test_last_checkpoint_follows_every_epoch_improving_or_not(tmp_path):
+    assert checkpoint_events(tmp_path, lr=0.0) == ["write best-000.ckpt"] + ["write last.ckpt"] * 3
+
+
+def test_the_previous_best_checkpoint_is_deleted_only_after_last_checkpoint(tmp_path):
+    """last.ckpt names the best checkpoint: a kill between writes must leave that one on disk."""
+    assert checkpoint_events(tmp_path, lr=0.1) == [
+        "write best-000.ckpt", "write last.ckpt",
+        "write best-001.ckpt", "write last.ckpt", "delete best-000.ckpt",
+        "write best-002.ckpt", "write last.ckpt", "delete best-001.ckpt",
+    ]  # fmt: skip
