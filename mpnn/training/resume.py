@@ -21,7 +21,6 @@ RUN_DEFINING_KEYS = (
     "data.subset", "data.train_size", "data.split_seed", "optim.lr", "optim.weight_decay", "optim.optimizer",
     "optim.gradient_clip_val", "schedule", "callbacks", "trainer.max_epochs",
 )  # fmt: skip
-PLACES = ("dirpath",)  # where a callback writes (inside the run directory): not what the run is
 CONFIG_FILE = "config_resolved.yaml"
 
 
@@ -31,8 +30,8 @@ def run_definition(cfg: DictConfig) -> dict:
     values = {key: OmegaConf.select(cfg, key) for key in RUN_DEFINING_KEYS}
     plain = {key: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for key, v in values.items()}
     for callback in (plain["callbacks"] or {}).values():
-        for place in PLACES:
-            callback.pop(place, None)
+        if isinstance(callback, dict):
+            callback.pop("dirpath", None)  # where a checkpoint callback writes, inside the run directory
     return plain
 
 
