@@ -8,6 +8,7 @@ looked at and the error can be broken down by molecule size and by how the bonds
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,13 @@ def per_molecule_errors(run_dir: str | Path, data_root: str | Path | None = None
     `data_root` is where the featurized cache lives (default: the run's `data.root`).
     """
     run_dir = Path(run_dir)
+    results = run_dir / "results.json"
+    status = json.loads(results.read_text()) if results.exists() else {}
+    if status.get("status", "completed") != "completed":
+        raise FileNotFoundError(
+            f"{run_dir} did not complete, so it has no test errors ({status['status']}: "
+            f"{status.get('error', 'see its results.json')})"
+        )
     predictions = run_dir / "test_predictions.npz"
     if not predictions.exists():
         raise FileNotFoundError(f"{predictions} not found: is {run_dir} a finished run directory?")

@@ -15,16 +15,31 @@ from mpnn.training.resume import run_definition
 
 
 def collect(paths: list[str | Path]) -> list[dict]:
-    """results.json of every run under the given directories (or the files themselves)."""
+    """results.json of every completed run under the given directories (or the files themselves);
+    failed runs (e.g. diverged) are left out, and listed by `failed`."""
+    every = _results(paths)
+    found = [results for results in every if results.get("status", "completed") == "completed"]
+    if not found:
+        raise FileNotFoundError(f"no {'completed run' if every else 'results.json'} under {', '.join(map(str, paths))}")
+    return found
+
+
+def failed(paths: list[str | Path]) -> list[tuple[Path, str]]:
+    """(run directory, what happened) of every run whose results.json says it did not complete."""
+    return [
+        (Path(results["run_dir"]), f"{results['status']}: {results.get('error', '')}".rstrip(": "))
+        for results in _results(paths)
+        if results.get("status", "completed") != "completed"
+    ]
+
+
+def _results(paths: list[str | Path]) -> list[dict]:
     found = []
     for path in map(Path, paths):
-        files = [path] if path.is_file() else sorted(path.rglob("results.json"))
-        for file in files:
+        for file in [path] if path.is_file() else sorted(path.rglob("results.json")):
             results = json.loads(file.read_text())
             results["run_dir"] = str(file.parent)
             found.append(results)
-    if not found:
-        raise FileNotFoundError(f"no results.json under {', '.join(map(str, paths))}")
     return found
 
 

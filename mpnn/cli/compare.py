@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import pandas as pd
 
-    from mpnn.compare import collect, differing_settings, rows, table, training_size_groups, unfinished
+    from mpnn.compare import collect, differing_settings, failed, rows, table, training_size_groups, unfinished
     from mpnn.plots import (
         draw_error_ratios,
         draw_learning_curves,
@@ -44,11 +44,15 @@ def main(argv: list[str] | None = None) -> None:
         draw_training_sizes,
     )
 
+    failures = failed(args.paths)
+    failures_text = f"failed, not compared: {len(failures)} runs\n" + "\n".join(f"  {r}  {why}" for r, why in failures)
     try:
         runs = collect(args.paths)
     except FileNotFoundError as error:
-        parser.error(str(error))
+        parser.error(f"{error}\n{failures_text}" if failures else str(error))
     print(table(runs))
+    if failures:
+        print(failures_text)
     missing = unfinished(args.paths)
     if missing:
         print(f"not compared, no results.json (failed, interrupted or running): {len(missing)} runs")

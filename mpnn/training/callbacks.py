@@ -1,4 +1,5 @@
-"""Callbacks: training throughput, metric history, prediction dynamics, and weight averaging."""
+"""Callbacks: checkpoints, divergence stop, training throughput, metric history, prediction dynamics,
+and weight averaging."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mpnn.plots import draw_prediction_dynamics
 
@@ -17,6 +19,121 @@ from mpnn.plots import draw_prediction_dynamics
 def _synchronize(module: L.LightningModule) -> None:
     if module.device.type == "cuda":
         torch.cuda.synchronize(module.device)
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint (best by validation, last.ckpt), made so that a kill at any moment
+    loses at most the epoch in progress, and SIGTERM loses nothing.
+
+    - last.ckpt is written after every epoch, improving or not (Lightning writes it only on epochs
+      that save a best checkpoint, so a kill lost every epoch since the best).
+    - The previous best checkpoint is deleted only after last.ckpt, which names the new one, is
+      written: a kill between the two writes leaves a last.ckpt whose best checkpoint still exists.
+    - On SIGTERM (what SLURM sends before killing a job) Lightning stops at its next safe point, the
+      end of the batch in progress; last.ckpt is written there and `resume=true` continues from it.
+    - The loggers are flushed before last.ckpt is written and at every epoch start, so the metrics
+      files hold what last.ckpt holds (a resumed run keeps them: `mpnn.training.resume.keep_csv_history`).
+      Lightning hands an epoch's training metrics to the loggers only after the epoch's checkpoint:
+      a kill in the moment between the two loses that epoch's train/loss row (SIGTERM does not).
+
+    Writes are atomic (Lightning writes to a temporary file and renames it).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._superseded: list[str] = []  # checkpoints to delete once last.ckpt no longer names them
+
+    @staticmethod
+    def _flush_loggers(trainer: L.Trainer) -> None:
+        for logger in trainer.loggers:
+            logger.save()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._flush_loggers(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)  # best (and then last) when validation improved
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        # Only SIGTERM: after other exceptions (e.g. a diverged run) the weights may be unusable.
+        sigterm = isinstance(exception, SIGTERMException)
+        if sigterm and self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        if self.save_last:
+            self._superseded.append(filepath)
+        else:
+            super()._remove_checkpoint(trainer, filepath)
+
+    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict) -> None:
+        self._flush_loggers(trainer)
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        for filepath in self._superseded:
+            super()._remove_checkpoint(trainer, filepath)
+        self._superseded.clear()
+
+
+class Diverged(RuntimeError):
+    """The training loss (or validation MAE) became NaN or infinite: the run stops and is reported as diverged."""
+
+    def __init__(self, message: str, epoch: int, step: int):
+        super().__init__(message)
+        self.epoch, self.step = epoch, step
+
+
+class StopOnDivergence(L.Callback):
+    """Raises `Diverged` at the first non-finite training loss, naming its epoch and step, before
+    validation scores or a checkpoint keeps the diverged weights; likewise for a non-finite
+    validation MAE.
+
+    The module sums the loss on the device without synchronising per step. A non-finite loss makes
+    that sum non-finite for the rest of the epoch, so counting on the device the steps after which
+    the sum is still finite (one tiny kernel per step, no synchronisation) gives the first bad step
+    exactly. The host reads the count every `check_every_n_steps` steps and at the epoch's last
+    batch: one synchronisation per N steps, and a stop at most N - 1 steps after the first bad one.
+    """
+
+    def __init__(self, check_every_n_steps: int = 50):
+        if check_every_n_steps < 1:
+            raise ValueError(f"callbacks.divergence.check_every_n_steps={check_every_n_steps} must be >= 1")
+        self.check_every_n_steps = check_every_n_steps
+        self._finite_steps: torch.Tensor | None = None
+        self._steps = 0
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self._finite_steps, self._steps = None, 0
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        finite = torch.isfinite(module._train_loss_sum)  # the epoch's running loss sum, on the device
+        self._finite_steps = finite.int() if self._finite_steps is None else self._finite_steps + finite
+        self._steps += 1
+        last = batch_idx + 1 >= trainer.num_training_batches
+        if self._steps % self.check_every_n_steps and not last:
+            return
+        finite_steps = int(self._finite_steps.item())
+        if trainer.strategy.reduce_boolean_decision(finite_steps < self._steps, all=False):
+            value = float(module._train_loss_sum)
+            step = trainer.global_step - self._steps + finite_steps
+            raise Diverged(
+                f"training loss became {value} at epoch {trainer.current_epoch}, step {step} (both counted from 0); "
+                "try a smaller optim.lr",
+                trainer.current_epoch,
+                step,
+            )
+
+    def on_validation_end(self, trainer, module) -> None:
+        mae = trainer.callback_metrics.get("val/mae")
+        if trainer.sanity_checking or mae is None or bool(torch.isfinite(mae)):
+            return
+        raise Diverged(
+            f"validation MAE is {float(mae)} after epoch {trainer.current_epoch}, step {trainer.global_step} "
+            "(both counted from 0); try a smaller optim.lr",
+            trainer.current_epoch,
+            trainer.global_step,
+        )
 
 
 class Throughput(L.Callback):

@@ -14,34 +14,58 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from mpnn.inference import predict
 from mpnn.training.build import build, build_callbacks, build_loggers, build_trainer
-from mpnn.training.callbacks import MetricHistory, Throughput
+from mpnn.training.callbacks import Diverged, MetricHistory, Throughput
 from mpnn.training.reporting import close_loggers, draw_run_figures, report_to_wandb, write_results
-from mpnn.training.resume import CONFIG_FILE, checkpoint_to_resume
+from mpnn.training.resume import CONFIG_FILE, checkpoint_to_resume, keep_csv_history
+
+
+def record_start(cfg: DictConfig, run_dir: Path) -> None:
+    """config_resolved.yaml and Hydra's record of the start (.hydra/: config, hydra, overrides).
+
+    Written here, once the start is accepted, rather than by Hydra before any check
+    (hydra.output_subdir: null), so that a refused start changes nothing in the run directory.
+    """
+    (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if HydraConfig.initialized():
+        hydra_dir, hydra_cfg = run_dir / ".hydra", HydraConfig.instance().cfg
+        hydra_dir.mkdir(exist_ok=True)
+        (hydra_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+        (hydra_dir / "hydra.yaml").write_text(OmegaConf.to_yaml(hydra_cfg))
+        (hydra_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(hydra_cfg.hydra.overrides.task))
 
 
 def train(cfg: DictConfig, run_dir: Path, model_name: str | None = None) -> dict:
     """Fit, test the best checkpoint, write results.json; `resume=true` continues an interrupted run.
 
     Returns the results (empty on DDP ranks other than 0). `model_name` is the config's name for
-    the model (e.g. "edge_net"), recorded in results.json.
+    the model (e.g. "edge_net"), recorded in results.json. A run whose loss diverges writes
+    results.json with "status": "diverged" and raises `Diverged`.
     """
     resume_from = checkpoint_to_resume(cfg, run_dir)
     start = time.perf_counter()
     datamodule, module = build(cfg)
-    if resume_from is None:  # a resumed run keeps the configuration it started with
-        (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
     loggers = build_loggers(cfg)
     failed = True
     try:
         callbacks = build_callbacks(cfg, loggers)
+        if resume_from is None:  # a resumed run keeps the configuration it started with, and its metrics
+            record_start(cfg, run_dir)
+        else:
+            keep_csv_history(loggers, resume_from)
         trainer = build_trainer(cfg, run_dir, loggers, callbacks)
         for logger in trainer.loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+        except Diverged as error:
+            if trainer.is_global_zero:
+                write_results(run_dir / "results.json", diverged_results(error, trainer, module, cfg, model_name))
+            raise
         # Read before testing: loading the best checkpoint for the test also restores the callbacks' states.
         throughput = next((c for c in callbacks if isinstance(c, Throughput)), None)
         history = next((c for c in callbacks if isinstance(c, MetricHistory)), None)
@@ -98,3 +122,30 @@ def train(cfg: DictConfig, run_dir: Path, model_name: str | None = None) -> dict
         return results
     finally:
         close_loggers(loggers, failed)
+
+
+def diverged_results(error: Diverged, trainer, module, cfg: DictConfig, model_name: str | None) -> dict:
+    """results.json of a diverged run: where it diverged, and the best checkpoint it kept (not tested)."""
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    score = checkpoint.best_model_score if best else None
+    history = next((c for c in trainer.callbacks if isinstance(c, MetricHistory)), None)
+    target = module.target
+    return {
+        "status": "diverged",
+        "error": str(error),
+        "diverged_epoch": error.epoch,
+        "diverged_step": error.step,
+        "target": target.name,
+        "unit": target.unit,
+        "chemical_accuracy": target.chemical_accuracy,
+        "test_mae": None,
+        "test_error_ratio": None,
+        "best_val_mae": float(score) if score is not None else None,
+        "model": model_name or type(module.model).__name__,
+        "epochs": trainer.current_epoch,
+        "global_steps": trainer.global_step,
+        "val_mae_per_epoch": list(history.val_mae) if history else [],
+        "best_checkpoint": os.path.relpath(best, trainer.default_root_dir) if best else None,
+        "seed": cfg.seed,
+    }

@@ -1,5 +1,6 @@
 """train.py end to end: real QM9 subset, real Hydra, real Lightning Trainer, real offline W&B."""
 
+import csv
 import json
 import math
 import subprocess
@@ -205,6 +206,8 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, packed):
     assert results["epochs"] == 12 and results["global_steps"] == 12 * 8
     assert len(results["val_mae_per_epoch"]) == 12  # the history before the interruption is kept
     assert math.isfinite(results["test_mae"])
+    with (out / "csv" / "metrics.csv").open(newline="") as file:  # and so is the CSV history (resume used to wipe it)
+        assert [int(row["epoch"]) for row in csv.DictReader(file) if row["val/mae"]] == list(range(12))
 
 
 def test_resume_without_an_interrupted_run_fails_clearly(tmp_path):
