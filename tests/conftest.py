@@ -14,7 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = REPO / "data"
 # PyG's models at the sizes their papers used take minutes per CPU epoch; end-to-end tests run small ones.
 SMALL_MODELS = {
-    "schnet": ("model.hidden_channels=16", "model.num_filters=16", "model.num_interactions=2", "model.num_gaussians=16"),
+    "schnet": (
+        "model.hidden_channels=16", "model.num_filters=16", "model.num_interactions=2", "model.num_gaussians=16",
+    ),
     "dimenet_pp": (
         "model.hidden_channels=16", "model.num_blocks=1", "model.int_emb_size=8", "model.basis_emb_size=4",
         "model.out_emb_channels=16", "model.num_spherical=2", "model.num_radial=3",
