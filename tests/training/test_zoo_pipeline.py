@@ -22,8 +22,6 @@ from mpnn.published import PUBLISHED_MAE
 from mpnn.training.wandb_offline import offline_summary
 from tests.conftest import REPO, run_script, train
 
-pytestmark = pytest.mark.slow
-
 RUN = ("target=u0", "data.subset=300", "trainer.max_epochs=1", "trainer.accelerator=cpu")
 # Keys every zoo model has: one sweep shrinks all of them (SchNet keeps 6 interactions, ViSNet 9 layers).
 SMALL_ZOO = ("model.hidden_channels=16", "model.cutoff=4.0")
@@ -58,6 +56,7 @@ def _results(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["schnet", "dimenet_pp", "visnet"])
 def test_each_zoo_run_reports_like_edge_net(zoo_runs, model):
     """results.json: the model's config name, the extensive recipe, a finite MAE and its error ratio;
@@ -78,6 +77,7 @@ def test_each_zoo_run_reports_like_edge_net(zoo_runs, model):
     assert np.abs(saved["prediction"] - saved["target"]).mean() == pytest.approx(results["test_mae"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_compare_shows_zoo_rows_next_to_edge_net_with_published_maes(zoo_runs, tmp_path):
     charts = ("--out", str(tmp_path / "r.png"), "--curves", str(tmp_path / "c.png"))
     charts += ("--settings", str(tmp_path / "s.png"), "--csv", str(tmp_path / "runs.csv"))
@@ -101,6 +101,7 @@ def test_compare_shows_zoo_rows_next_to_edge_net_with_published_maes(zoo_runs, t
     assert (tmp_path / "r.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_errors_of_a_zoo_run_name_its_published_mae(zoo_runs):
     run_dir = zoo_runs["schnet"]
     shown = run_script("scripts/errors.py", str(run_dir), "--top", "3")
@@ -112,6 +113,7 @@ def test_errors_of_a_zoo_run_name_its_published_mae(zoo_runs):
     assert visnet.returncode == 0 and "model visnet: no published MAE known" in visnet.stdout
 
 
+@pytest.mark.slow
 def test_the_three_zoo_models_predict_xyz_as_an_ensemble(zoo_runs, packed):
     """mpnn-predict on QM9 molecules written as XYZ: each model gives what the dataset path gives, and
     the three u0 models together give their mean and spread."""
@@ -135,10 +137,12 @@ def test_the_three_zoo_models_predict_xyz_as_an_ensemble(zoo_runs, packed):
     np.testing.assert_allclose(geometry_only["u0 [eV]"], members[0], rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_a_killed_zoo_run_resumes(tmp_path, packed):
     """Kill a SchNet run after its first checkpoint; resume=true finishes it with the whole history."""
     out = tmp_path / "run"
-    settings = ["model=schnet", *SMALL_ZOO, *RUN[:2], "data.batch_size=32", "trainer.max_epochs=6", "logger=csv"]
+    small = ("model=schnet", *SMALL_ZOO, "model.num_interactions=2", "model.num_filters=16", "model.num_gaussians=16")
+    settings = [*small, *RUN[:2], "data.batch_size=32", "trainer.max_epochs=3", "logger=csv"]
     command = [sys.executable, str(REPO / "train.py"), *settings, f"hydra.run.dir={out}", "trainer.accelerator=cpu"]
     first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = out / "checkpoints" / "last.ckpt"
@@ -150,5 +154,29 @@ def test_a_killed_zoo_run_resumes(tmp_path, packed):
     assert last.exists() and not (out / "results.json").exists()
 
     results = train(out, *settings, "resume=true")
-    assert results["model"] == "schnet" and results["epochs"] == 6 and results["global_steps"] == 6 * 8
-    assert len(results["val_mae_per_epoch"]) == 6 and math.isfinite(results["test_mae"])
+    assert results["model"] == "schnet" and results["epochs"] == 3 and results["global_steps"] == 3 * 8
+    assert len(results["val_mae_per_epoch"]) == 3 and math.isfinite(results["test_mae"])
+
+
+def test_dimenet_schedule_is_the_reference_one():
+    """warmup_exponential_decay against the reference's formula (TF's PolynomialDecay from 1/warmup to 1,
+    power 1, times ExponentialDecay), and experiment=dimenet_pp_qm9 builds AMSGrad Adam with it."""
+    from hydra.utils import instantiate
+
+    from mpnn.cli import compose
+    from mpnn.training.schedules import warmup_exponential_decay
+
+    def reference(step: int, warmup: int = 3000, rate: float = 0.01, decay: int = 4_000_000) -> float:
+        polynomial = (1 / warmup - 1) * (1 - min(step, warmup) / warmup) + 1
+        return polynomial * rate ** (step / decay)
+
+    cfg = compose(["experiment=dimenet_pp_qm9", "target=u0"])
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = instantiate(cfg.optim.optimizer)([parameter])
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["amsgrad"] is True
+    scheduler = instantiate(cfg.schedule)(optimizer, total_steps=10)
+    for step in (0, 1, 1500, 2999, 3000, 3001, 100_000, 3_000_000):
+        assert scheduler.lr_lambdas[0](step) == pytest.approx(reference(step), rel=1e-12), step
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 / 3000)  # the first step's rate
+    with pytest.raises(ValueError, match="schedule.warmup_steps=0 must be a whole number >= 1"):
+        warmup_exponential_decay(optimizer, 10, warmup_steps=0)
