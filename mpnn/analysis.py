@@ -68,11 +68,20 @@ def breakdown(frame: pd.DataFrame, by: str) -> pd.DataFrame:
     return pd.DataFrame({"molecules": grouped.size(), "mae": grouped.mean()})
 
 
-def summary(frame: pd.DataFrame, target: Target, top: int = 10) -> str:
+def summary(frame: pd.DataFrame, target: Target, top: int = 10, model: str | None = None) -> str:
+    """The test MAE, the largest errors and the breakdowns; with the run's `model` (its config name),
+    also what was published for that model on this target (`mpnn.published`), as the yardstick."""
+    from mpnn.published import PUBLISHED_MAE
+
     unit = target.unit
     mae = frame["abs_error"].mean()
     ratio = f", error ratio {mae / target.chemical_accuracy:.3g}" if target.chemical_accuracy else ""
-    lines = [f"{target.name}: test MAE {mae:.4g} {unit}{ratio} over {len(frame)} molecules", ""]
+    lines = [f"{target.name}: test MAE {mae:.4g} {unit}{ratio} over {len(frame)} molecules"]
+    if model is not None:
+        known = PUBLISHED_MAE.get(model, {}).get(target.name)
+        reported = f"published test MAE {known.mae:.4g} {unit} ({known.source})" if known else "no published MAE known"
+        lines.append(f"model {model}: {reported}")
+    lines.append("")
     lines.append(f"largest errors ({unit}):")
     columns = ["qm9_index", "smiles", "heavy_atoms", "path", "dft", "predicted", "error"]
     lines.append(frame.head(top)[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))

@@ -1,4 +1,6 @@
-"""Compare finished runs against chemical accuracy and the paper: seeds, ensembles, training-set sizes."""
+"""Compare finished runs against chemical accuracy, the paper and the published results of each run's
+model (`mpnn.published`, keyed by the model's config name that results.json records): seeds,
+ensembles, training-set sizes."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from mpnn.published import PUBLISHED_MAE, Published
 from mpnn.targets import get_target
 from mpnn.training.resume import run_definition
 
@@ -56,19 +59,27 @@ def table(runs: list[dict]) -> str:
         id(run): " ".join(f"{key}={_short(value)}" for key, value in differs.items())
         for run, differs in zip(runs, differing_settings(runs))
     }
-    header = f"{'target':8s} {'test MAE':>10s} {'unit':12s} {'ratio':>7s} {'paper':>7s} {'train':>7s} {'val MAE':>10s}"
+    header = (
+        f"{'target':8s} {'model':10s} {'test MAE':>10s} {'published':>10s} {'unit':12s} {'ratio':>7s} {'paper':>7s} "
+        f"{'train':>7s} {'val MAE':>10s}"
+    )
     lines = [f"{header}  run  settings that differ between the runs"]
-    for run in sorted(runs, key=lambda r: r["target"]):
+    for run in sorted(runs, key=lambda r: (r["target"], run_model(r))):
         target = get_target(run["target"])
         paper = f"{target.paper_enn_s2s_ratio:7.2f}" if target.paper_enn_s2s_ratio else f"{'-':>7s}"
+        known = published(run)
+        reported = f"{known.mae:10.4g}" if known else f"{'-':>10s}"
         train = run.get("molecules", {}).get("train", "-")
         lines.append(
-            f"{run['target']:8s} {run['test_mae']:10.4g} {run['unit']:12s} {run['test_error_ratio']:7.2f} {paper} "
-            f"{train:>7} {run['best_val_mae']:10.4g}  {run['run_dir']}  {settings[id(run)]}".rstrip()
+            f"{run['target']:8s} {run_model(run):10s} {run['test_mae']:10.4g} {reported} {run['unit']:12s} "
+            f"{run['test_error_ratio']:7.2f} {paper} {train:>7} {run['best_val_mae']:10.4g}  {run['run_dir']}  "
+            f"{settings[id(run)]}".rstrip()
         )
-    for label, targets, mean, paper in configuration_means(runs):
-        versus = f" (paper enn-s2s on the same targets: {paper:.2f})" if paper is not None else ""
-        lines.append(f"mean error ratio over {targets} targets: {mean:.2f}{versus}  {label}".rstrip())
+    for label, targets, mean, paper, model, reported in configuration_means(runs):
+        versus = [f"paper enn-s2s on the same targets: {paper:.2f}"] if paper is not None else []
+        versus += [f"published {model}: {reported:.2f}"] if reported is not None else []
+        versus_text = f" ({'; '.join(versus)})" if versus else ""
+        lines.append(f"mean error ratio over {targets} targets: {mean:.2f}{versus_text}  {label}".rstrip())
     selected = best_on_validation(runs)
     if selected:
         lines.append("selected on validation MAE, per target (its test MAE is the one to report):")
@@ -105,17 +116,20 @@ def table(runs: list[dict]) -> str:
 
 def differing_settings(runs: list[dict]) -> list[dict]:
     """For each run, the run-defining settings (RUN_DEFINING_KEYS, model flattened) that are not the
-    same in every run, e.g. the hyperparameters of a search; empty for a run without its config."""
-    flat = [_flatten(run_definition(config)) if (config := _config(run)) else None for run in runs]
+    same in every run, e.g. the hyperparameters of a search; empty for a run without its config.
+    A run lists only settings it has (edge_net has no `model.cutoff`, SchNet no `model.steps`)."""
+    flat = [_definition(config) if (config := _config(run)) else None for run in runs]
     keys = sorted({key for values in flat if values for key in values} - {"target"})
     varying = [k for k in keys if len({json.dumps(values.get(k)) for values in flat if values}) > 1]
-    return [{k: values.get(k) for k in varying} if values else {} for values in flat]
+    return [{k: values[k] for k in varying if k in values} if values else {} for values in flat]
 
 
-def configuration_means(runs: list[dict]) -> list[tuple[str, int, float, float | None]]:
+def configuration_means(runs: list[dict]) -> list[tuple[str, int, float, float | None, str, float | None]]:
     """(settings, number of targets, mean test error ratio, the paper's enn-s2s mean over the same
-    targets or None) per configuration run on two or more targets: runs alike apart from target
-    and seed, as the paper's average over 13 targets. Seeds are averaged per target first."""
+    targets or None, the model's name, its published mean over the same targets or None when
+    mpnn.published lacks one of them) per configuration run on two or more targets: runs alike
+    apart from target and seed, as the paper's average over 13 targets. Seeds are averaged per
+    target first."""
     groups: dict[str, list[tuple[dict, dict]]] = {}
     for run, differs in zip(runs, differing_settings(runs)):
         if get_target(run["target"]).chemical_accuracy:
@@ -131,8 +145,23 @@ def configuration_means(runs: list[dict]) -> list[tuple[str, int, float, float |
         paper = [get_target(name).paper_enn_s2s_ratio for name in by_target]
         label = " ".join(f"{key}={_short(value)}" for key, value in members[0][1].items() if key != "seed")
         mean = statistics.mean(statistics.mean(ratios) for ratios in by_target.values())
-        means.append((label, len(by_target), mean, statistics.mean(paper) if all(paper) else None))
+        model = run_model(members[0][0])
+        known = [PUBLISHED_MAE.get(model, {}).get(name) for name in by_target]
+        reported = [entry.mae / get_target(name).chemical_accuracy for entry, name in zip(known, by_target) if entry]
+        paper_mean = statistics.mean(paper) if all(paper) else None
+        model_mean = statistics.mean(reported) if all(known) else None
+        means.append((label, len(by_target), mean, paper_mean, model, model_mean))
     return means
+
+
+def run_model(run: dict) -> str:
+    """The run's model config name (results.json "model", e.g. "schnet"); "-" for runs that predate it."""
+    return str(run.get("model") or "-")
+
+
+def published(run: dict) -> Published | None:
+    """The published test MAE of the run's model on the run's target (`mpnn.published`), if known."""
+    return PUBLISHED_MAE.get(run_model(run), {}).get(run["target"])
 
 
 def rows(runs: list[dict]) -> list[dict]:
@@ -140,11 +169,15 @@ def rows(runs: list[dict]) -> list[dict]:
     records = []
     for run, differs in zip(runs, differing_settings(runs)):
         target = get_target(run["target"])
+        known = published(run)
         records.append(
             {
                 "target": run["target"],
+                "model": run_model(run),
                 "unit": run["unit"],
                 "test_mae": run["test_mae"],
+                "published_mae": known.mae if known else None,
+                "published_source": known.source if known else None,
                 "test_error_ratio": run["test_error_ratio"],
                 "paper_enn_s2s_ratio": target.paper_enn_s2s_ratio,
                 "best_val_mae": run["best_val_mae"],
@@ -223,6 +256,12 @@ def _load_config(run_dir: str) -> DictConfig | None:
     return OmegaConf.load(path) if path.exists() else None
 
 
+def _definition(config: DictConfig) -> dict:
+    """The run-defining settings, flattened, without where the run writes: a callback's `dirpath` is
+    the run's own directory, different for every run, and would set apart runs alike in all else."""
+    return {key: value for key, value in _flatten(run_definition(config)).items() if not key.endswith(".dirpath")}
+
+
 def _flatten(values: dict, prefix: str = "") -> dict:
     flat = {}
     for key, value in values.items():
@@ -241,6 +280,6 @@ def _setting(run: dict, config: DictConfig | None, ignore: tuple[str, ...] = ("s
     """What defines a run apart from the `ignore` keys, as a string; a run without its config stands alone."""
     if config is None:
         return run["run_dir"]
-    setting = {key: value for key, value in run_definition(config).items() if key not in ignore}
+    setting = {key: value for key, value in _definition(config).items() if key not in ignore}
     setting["trainer.max_epochs"] = OmegaConf.select(config, "trainer.max_epochs")
     return json.dumps(setting, sort_keys=True)

@@ -22,19 +22,31 @@ from mpnn.training.module import RegressionModule
 EXPECTED_INIT_LOSS = 1.0  # MSE of a ~zero prediction on a standardised target
 
 
-def _zeroed(batch):
-    """The same batch with every input that describes the molecule zeroed: features, coordinates,
-    bonds, edge features, and every atom made the same element (only the atom count survives)."""
+LATTICE_SPACING = 1.5  # Angstrom, about a bond: distances and angles stay defined for every geometric model
+
+
+def _placeholder_positions(local: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Positions that depend only on each atom's place in its molecule: atom k sits on the k-th point of
+    a 3 x 3 x ... lattice. Not all zero: models that build their graph from `pos` (SchNet, DimeNet++,
+    ViSNet) would see zero distances, where DimeNet's radial basis and ViSNet's unit vectors are NaN."""
+    lattice = torch.stack([local % 3, (local // 3) % 3, local // 9], dim=-1)
+    return lattice.to(dtype) * LATTICE_SPACING
+
+
+def zeroed_inputs(batch):
+    """The same batch with what describes the molecule removed: features, bond types and edge features
+    zeroed, every atom made the same element and put on a lattice point set by its index alone. Only
+    the atom count survives (and, in a PyG batch, the edge list: with the default complete-graph
+    edges that is the atom count too; with `data.edges=chemical_graph` the bond graph stays)."""
     if isinstance(batch, MoleculeBatch):
+        local = torch.arange(batch.z.shape[1], device=batch.z.device).expand_as(batch.z)
+        pos = _placeholder_positions(local, batch.pos.dtype) * batch.mask.unsqueeze(-1)
         return dataclasses.replace(
-            batch,
-            x=torch.zeros_like(batch.x),
-            z=batch.mask.long(),
-            pos=torch.zeros_like(batch.pos),
-            bond=torch.zeros_like(batch.bond),
+            batch, x=torch.zeros_like(batch.x), z=batch.mask.long(), pos=pos, bond=torch.zeros_like(batch.bond)
         )
     zeroed = batch.clone()
-    zeroed.x, zeroed.pos = torch.zeros_like(batch.x), torch.zeros_like(batch.pos)
+    local = torch.arange(batch.num_nodes, device=batch.z.device) - batch.ptr[batch.batch]
+    zeroed.x, zeroed.pos = torch.zeros_like(batch.x), _placeholder_positions(local, batch.pos.dtype)
     zeroed.z, zeroed.edge_attr = torch.ones_like(batch.z), torch.zeros_like(batch.edge_attr)
     return zeroed
 
@@ -47,7 +59,7 @@ def _fit(module: RegressionModule, batches: list, steps: int, lr: float, zero_in
     for step in range(steps):
         batch = batches[step % len(batches)]
         target = module.model.normalise(batch)  # from the real molecule (element counts)
-        prediction = module.model(_zeroed(batch) if zero_inputs else batch)
+        prediction = module.model(zeroed_inputs(batch) if zero_inputs else batch)
         loss = torch.nn.functional.mse_loss(prediction, target)
         optimizer.zero_grad()
         loss.backward()
@@ -59,7 +71,9 @@ def _fit(module: RegressionModule, batches: list, steps: int, lr: float, zero_in
 def _mae(module: RegressionModule, batches: list, zero_inputs: bool = False) -> float:
     module.eval()
     model = module.model
-    errors = [(model.denormalise(model(_zeroed(b) if zero_inputs else b), b) - b.y.double()).abs() for b in batches]
+    errors = [
+        (model.denormalise(model(zeroed_inputs(b) if zero_inputs else b), b) - b.y.double()).abs() for b in batches
+    ]
     return torch.cat(errors).mean().item()
 
 
@@ -69,17 +83,20 @@ def _batches(datamodule: QM9DataModule, indices: np.ndarray, size: int) -> list:
 
 def batch_independence(module: RegressionModule, batch, molecule: int = 0) -> bool:
     """Backpropagate from one molecule's output: only that molecule's inputs (features and
-    coordinates) get gradient."""
+    coordinates, whichever the model reads) get gradient."""
     module.eval()
     probe = dataclasses.replace(batch) if isinstance(batch, MoleculeBatch) else batch.clone()
     probe.x = batch.x.clone().requires_grad_(True)
     probe.pos = batch.pos.clone().requires_grad_(True)
     module.model(probe)[molecule].backward()
+    # Per atom; an input the model does not read (x for SchNet, DimeNet++, ViSNet) has no gradient.
+    per_atom = sum(t.grad.abs().sum(-1) for t in (probe.x, probe.pos) if t.grad is not None)
+    if not torch.is_tensor(per_atom):  # neither input reaches the output
+        return False
     if isinstance(batch, MoleculeBatch):
-        grad = (probe.x.grad.abs().sum(-1) + probe.pos.grad.abs().sum(-1)).sum(-1)  # per molecule
+        grad = per_atom.sum(-1)  # (B, n) -> per molecule
     else:
-        per_atom = probe.x.grad.abs().sum(-1) + probe.pos.grad.abs().sum(-1)
-        grad = torch.zeros(batch.num_graphs, dtype=per_atom.dtype).index_add_(0, batch.batch, per_atom)
+        grad = per_atom.new_zeros(batch.num_graphs).index_add_(0, batch.batch, per_atom)
     own = grad[molecule].item()
     others = torch.cat([grad[:molecule], grad[molecule + 1 :]]).sum().item()
     return own > 0 and others == 0
@@ -116,7 +133,9 @@ def diagnose(cfg: DictConfig, train_steps: int = 100, overfit_steps: int = 200, 
         "input_independent_mae": input_independent_mae,
         "real_input_mae": real_input_mae,
         "overfit_one_batch_loss": overfit_loss,
-        "batch_independence": batch_independence(copy.deepcopy(module), datamodule.batch(split.train[:8])),
+        # On the trained copy: at initialisation DimeNet++'s output layers are zero for mu, HOMO, LUMO
+        # (its reference configuration), so no input would get any gradient.
+        "batch_independence": batch_independence(copy.deepcopy(real), datamodule.batch(split.train[:8])),
         "unit": datamodule.target.unit,
         "train_steps": train_steps,
         "overfit_steps": overfit_steps,

@@ -78,17 +78,22 @@ def draw_prediction_dynamics(truth: np.ndarray, history: np.ndarray, target: Tar
 
 
 def draw_error_ratios(runs: list[dict], path: Path) -> None:
-    """Error ratio (MAE / chemical accuracy) per run, next to the paper's enn-s2s ratio."""
+    """Error ratio (MAE / chemical accuracy) per run, next to the published ratio of the run's model
+    (`mpnn.published`, where known) and the paper's enn-s2s ratio."""
+    from mpnn.compare import published, run_model
     from mpnn.targets import get_target
 
     plt = _pyplot()
-    runs = sorted(runs, key=lambda r: r["target"])
-    labels = [f"{r['target']}\n{Path(r['run_dir']).name}"[:40] for r in runs]
+    runs = sorted(runs, key=lambda r: (r["target"], run_model(r)))
+    labels = [f"{r['target']} {run_model(r)}\n{Path(r['run_dir']).name}"[:40] for r in runs]
     x = np.arange(len(runs))
-    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(runs) + 2), 4))
-    ax.bar(x - 0.2, [r["test_error_ratio"] for r in runs], 0.4, label="this run")
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(runs) + 2), 4))
+    ax.bar(x - 0.27, [r["test_error_ratio"] for r in runs], 0.27, label="this run")
+    accuracy = [get_target(r["target"]).chemical_accuracy for r in runs]
+    reported = [(known.mae / a if (known := published(r)) and a else np.nan) for r, a in zip(runs, accuracy)]
+    ax.bar(x, reported, 0.27, label="published, same model")
     paper = [get_target(r["target"]).paper_enn_s2s_ratio or np.nan for r in runs]
-    ax.bar(x + 0.2, paper, 0.4, label="Gilmer et al. enn-s2s")
+    ax.bar(x + 0.27, paper, 0.27, label="Gilmer et al. enn-s2s")
     ax.axhline(1.0, color="g", ls="--", label="chemical accuracy")
     ax.set_yscale("log")
     ax.set_xticks(x, labels, fontsize=7)

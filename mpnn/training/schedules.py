@@ -42,3 +42,28 @@ def plateau(
     """PyG's QM9 example: multiply the learning rate by `factor` when the validation MAE has not
     improved for `patience` epochs; stepped after every validation."""
     return ReduceLROnPlateau(optimizer, mode="min", factor=factor, patience=patience, min_lr=min_lr)
+
+
+def warmup_exponential_decay(
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    warmup_steps: int = 3000,
+    decay_rate: float = 0.01,
+    decay_steps: int = 4_000_000,
+) -> LambdaLR:
+    """DimeNet's schedule (gasteigerjo/dimenet, dimenet/training/schedules.py): lr times a linear
+    warmup from 1/`warmup_steps` to 1 over `warmup_steps`, times `decay_rate` ** (step / `decay_steps`)
+    (continuous exponential decay, from step 0); stepped every optimisation step. `total_steps` is unused:
+    the decay is set in steps, as in the reference, not as a fraction of training."""
+    if not (isinstance(warmup_steps, int) and warmup_steps >= 1):
+        raise ValueError(f"schedule.warmup_steps={warmup_steps!r} must be a whole number >= 1")
+    if not 0 < decay_rate <= 1:
+        raise ValueError(f"schedule.decay_rate={decay_rate!r} must be in (0, 1]")
+    if not decay_steps > 0:
+        raise ValueError(f"schedule.decay_steps={decay_steps!r} must be positive")
+
+    def factor(step: int) -> float:
+        warmup = min(1.0, 1 / warmup_steps + (1 - 1 / warmup_steps) * step / warmup_steps)
+        return warmup * decay_rate ** (step / decay_steps)
+
+    return LambdaLR(optimizer, factor)
