@@ -12,11 +12,14 @@ import time
 import numpy as np
 import torch
 
+PLAIN = ["data.batch_parts=1", "data.bucketing=false"]
 VARIANTS = {
-    "fp32, batches padded to their largest molecule": ["trainer.precision=32-true", "data.bucketing=false"],
-    "bf16-mixed": ["trainer.precision=bf16-mixed", "data.bucketing=false"],
-    "bucketing": ["trainer.precision=32-true", "data.bucketing=true"],
-    "bf16-mixed + bucketing": ["trainer.precision=bf16-mixed", "data.bucketing=true"],
+    "fp32, batches padded to their largest molecule": ["trainer.precision=32-true", *PLAIN],
+    "bf16-mixed": ["trainer.precision=bf16-mixed", *PLAIN],
+    "batch parts (4)": ["trainer.precision=32-true", "data.batch_parts=4", "data.bucketing=false"],
+    "bf16-mixed + batch parts (4)": ["trainer.precision=bf16-mixed", "data.batch_parts=4", "data.bucketing=false"],
+    "bucketing": ["trainer.precision=32-true", "data.batch_parts=1", "data.bucketing=true"],
+    "bf16-mixed + bucketing": ["trainer.precision=bf16-mixed", "data.batch_parts=1", "data.bucketing=true"],
 }
 
 

@@ -75,7 +75,7 @@ def validation_mae(module, datamodule, device: torch.device, precision: str) -> 
     with autocast(device, precision):
         for index, sizes in datamodule.val_dataloader():
             batch = datamodule.on_after_batch_transfer((index.to(device), sizes), 0)
-            errors.append((module.model.denormalise(module.model(batch), batch) - batch.y).abs())
+            errors.append((module.denormalise(module.loss(batch)[1], batch) - batch.y).abs())
     module.train(was_training)
     return float(torch.cat(errors).mean())
 

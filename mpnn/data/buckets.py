@@ -1,17 +1,27 @@
-"""Size-bucketed batches for the dense backend: each batch padded only as far as its molecules need.
+"""Dense batches padded only as far as their molecules need: split batches and size buckets.
 
 A dense batch pads every molecule to the largest one in it. QM9 molecules (explicit hydrogens)
 have 3 to 29 atoms, 18 on average, so random batches of 128 are nearly always padded to 27-29
-atoms: about 1.8x the work of the atoms themselves (atom work grows with n, pair work with n^2).
-Batches drawn from molecules of similar size are padded far less.
+atoms: about 1.5x the work of the atoms themselves (atom work grows with n, pair work with n^2).
+Two ways to pad less:
+
+- `SplitBatch` (`data.batch_parts=k`): a random batch, sorted by size and cut into k parts, each
+  padded to its own largest molecule. The model sees each molecule alone (nothing couples the
+  molecules of a batch), so the loss, its gradient and the training run are those of the whole
+  batch, up to floating-point summation order. With k = 4 at batch 128, the padded work of QM9
+  drops from 1.54x to 1.13x that of the atoms themselves. Shapes vary, so it is for eager runs.
+- Size buckets (`data.bucketing=true`), below: every batch from one size range, static shapes
+  possible (one per bucket, for compiled and CUDA-graph steps), padded work 1.05x. But batches
+  of similar molecules are not random samples of the data, and training converges more slowly
+  (docs/PERFORMANCE.md, "Accuracy within noise").
 
 Buckets are contiguous ranges of atom counts. `bucket_bounds` places them so that the padded
 work of the training split is smallest. Every epoch, `BucketBatchSampler` shuffles the molecules
 of each bucket and cuts them into full batches; the remainders of all buckets (fewer than one
 batch each) are pooled in size order and cut into batches too; then the order of all batches is
 shuffled. Every molecule appears once per epoch, except that with `drop_last` (static shapes)
-the last, partial batch of the pooled remainders is left out: fewer than `batch_size` molecules,
-a different random set every epoch.
+fewer than `batch_size` molecules, drawn at random from the pooled remainders, are left out: a
+different set every epoch.
 
 With static shapes a batch is padded to the upper bound of the bucket of its largest molecule,
 so there are as many batch shapes as buckets (one compiled graph, one CUDA graph each).
@@ -20,14 +30,36 @@ so there are as many batch shapes as buckets (one compiled graph, one CUDA graph
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
+import torch
 from torch.utils.data import Sampler
+
+from mpnn.data.batch import MoleculeBatch
 
 # Padded work of a molecule slot in a batch padded to n atoms: n atom slots plus n^2 pair slots
 # weighted by the default edge network's FLOPs per pair relative to per atom (16.0 and 36.6
 # GFLOP per step of 128 x 29 atoms, `mpnn-benchmark --flops`: 1/66 of an atom slot).
 PAIR_WEIGHT = 1 / 66
+
+
+@dataclass
+class SplitBatch:
+    """One batch as size-sorted parts, each a `MoleculeBatch` padded to its own largest molecule.
+
+    The training module computes the batch's mean loss part by part (`RegressionModule.loss`).
+    """
+
+    parts: list[MoleculeBatch]
+
+    @property
+    def num_graphs(self) -> int:
+        return sum(part.num_graphs for part in self.parts)
+
+    @property
+    def y(self) -> torch.Tensor:
+        return torch.cat([part.y for part in self.parts])
 
 
 def bucket_bounds(num_atoms: np.ndarray, buckets: int) -> np.ndarray:
@@ -103,9 +135,10 @@ class BucketBatchSampler(Sampler[list[int]]):
             full += np.split(members[:cut], cut // self.batch_size) if cut else []
             remainders.append(members[cut:])
         pooled = np.concatenate(remainders)
+        if self.drop_last:  # a random few of the remainders (the largest would be left out every epoch)
+            pooled = rng.permutation(pooled)[len(pooled) % self.batch_size :]
         pooled = pooled[np.argsort(self.num_atoms[pooled], kind="stable")]
-        cut = len(pooled) - len(pooled) % self.batch_size if self.drop_last else len(pooled)
-        batches = full + [pooled[i : i + self.batch_size] for i in range(0, cut, self.batch_size)]
+        batches = full + [pooled[i : i + self.batch_size] for i in range(0, len(pooled), self.batch_size)]
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches

@@ -2,8 +2,10 @@
 
 Loaders yield only molecule indices (plus sizes counted on the host); `on_after_batch_transfer`
 gathers the batch on the device: a dense `MoleculeBatch` (backend `dense`) or a PyG `Batch`
-(backend `pyg`), from the same cache, split and target. With `bucketing`, dense batches are drawn
-from molecules of similar size (`mpnn.data.buckets`) and padded less.
+(backend `pyg`), from the same cache, split and target. Dense batches can be padded less
+(`mpnn.data.buckets`): with `batch_parts`, each batch is sorted by size and its parts padded
+separately (the same molecules and loss); with `bucketing`, batches are drawn from molecules of
+similar size.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mpnn.data import cache
-from mpnn.data.buckets import BucketBatchSampler, bucket_bounds
+from mpnn.data.buckets import BucketBatchSampler, SplitBatch, bucket_bounds
 from mpnn.data.features import atom_table
 from mpnn.data.graphs import GraphQM9
 from mpnn.data.padded import PaddedQM9
@@ -62,6 +64,7 @@ class QM9DataModule(L.LightningDataModule):
         static_shapes: bool = False,
         bucketing: bool = False,
         buckets: int = 6,
+        batch_parts: int = 1,
     ):
         super().__init__()
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -77,6 +80,13 @@ class QM9DataModule(L.LightningDataModule):
             raise ValueError("data.bucketing=true pads dense batches less; it needs backend=dense")
         if buckets < 1:
             raise ValueError(f"data.buckets={buckets} must be a positive number of buckets")
+        if batch_parts < 1:
+            raise ValueError(f"data.batch_parts={batch_parts} must be a positive number of parts")
+        if batch_parts > 1 and (backend != "dense" or static_shapes or bucketing):
+            raise ValueError(
+                f"data.batch_parts={batch_parts} pads the parts of a dense batch to their own sizes: it needs "
+                "backend=dense, data.static_shapes=false and data.bucketing=false"
+            )
         self.target = get_target(target)
         self.spec = DataSpec(
             target=target,
@@ -95,6 +105,7 @@ class QM9DataModule(L.LightningDataModule):
         self.static_shapes = static_shapes
         self.bucketing = bucketing
         self.buckets = buckets
+        self.batch_parts = batch_parts
         # Bucket bounds in atoms (one bucket of n_max without bucketing); static shapes pad a batch to
         # the smallest bound that holds it.
         self.pad_sizes: np.ndarray | None = None
@@ -133,11 +144,16 @@ class QM9DataModule(L.LightningDataModule):
         rows = self.split.train
         return self.packed.targets[rows, self.target_column], element_counts(self.packed)[rows]
 
-    def _collate(self, indices: np.ndarray) -> tuple:
+    def _collate(self, indices: np.ndarray, split: bool = True) -> tuple:
         index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         if isinstance(self.dataset, GraphQM9):
             return index, self.dataset.sizes(index)
-        n = int(self.dataset.num_atoms[index].max())
+        num_atoms = self.dataset.num_atoms[index]
+        if split and self.batch_parts > 1:  # sorted by size; each part's atom count, a tuple
+            order = torch.argsort(num_atoms, stable=True)
+            parts = num_atoms[order].tensor_split(min(self.batch_parts, len(index)))
+            return index[order], tuple(int(part.max()) for part in parts)
+        n = int(num_atoms.max())
         if self.static_shapes:  # the smallest of the fixed sizes that holds the batch
             n = int(self.pad_sizes[np.searchsorted(self.pad_sizes, n)])
         return index, n
@@ -172,11 +188,14 @@ class QM9DataModule(L.LightningDataModule):
 
     def batch(self, indices: np.ndarray | torch.Tensor, device: torch.device | str = "cpu"):
         """A batch of the given molecules (dataset rows) on `device`, for diagnostics and notebooks."""
-        index, sizes = self._collate(np.asarray(indices))
+        index, sizes = self._collate(np.asarray(indices), split=False)
         return self.on_after_batch_transfer((index.to(device), sizes), 0)
 
     def on_after_batch_transfer(self, batch: tuple, dataloader_idx: int):
         index, sizes = batch
+        if isinstance(self.dataset, PaddedQM9) and isinstance(sizes, tuple):
+            parts = index.tensor_split(len(sizes))
+            return SplitBatch([self.dataset.gather(part, n) for part, n in zip(parts, sizes)])
         return self.dataset.gather(index, sizes)
 
 

@@ -29,6 +29,7 @@ from hydra.utils import instantiate
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MeanAbsoluteError
 
+from mpnn.data.buckets import SplitBatch
 from mpnn.data.spec import DataSpec
 from mpnn.models.factory import build_model
 from mpnn.models.protocol import MoleculeModel
@@ -96,8 +97,21 @@ class RegressionModule(L.LightningModule):
         return torch.nn.functional.mse_loss(prediction, self.model.normalise(batch)), prediction
 
     def loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(MSE on the standardised target, prediction) for a batch."""
-        return (self._loss or self._normalised_loss)(batch)
+        """(MSE on the standardised target, prediction) for a batch; a `SplitBatch` part by part, weighted
+        by the parts' sizes, which is the mean over the whole batch."""
+        loss = self._loss or self._normalised_loss
+        if not isinstance(batch, SplitBatch):
+            return loss(batch)
+        losses, predictions = zip(*(loss(part) for part in batch.parts))
+        weights = [part.num_graphs / batch.num_graphs for part in batch.parts]
+        return sum(w * part_loss for w, part_loss in zip(weights, losses)), torch.cat(predictions)
+
+    def denormalise(self, prediction: torch.Tensor, batch) -> torch.Tensor:
+        """`loss`'s prediction of a batch (or `SplitBatch`) in the target's physical unit."""
+        if not isinstance(batch, SplitBatch):
+            return self.model.denormalise(prediction, batch)
+        parts = prediction.split([part.num_graphs for part in batch.parts])
+        return torch.cat([self.model.denormalise(p, part) for p, part in zip(parts, batch.parts)])
 
     def _forward_backward(self, batch, backward: Callable[[torch.Tensor], None]) -> torch.Tensor:
         """Loss, gradients (clipped to `gradient_clip_val` in total norm); no host synchronisation."""
@@ -160,7 +174,7 @@ class RegressionModule(L.LightningModule):
     def _evaluate(self, batch, stage: str) -> None:
         loss, prediction = self.loss(batch)
         metric = self.metrics[f"{stage}_mae"]
-        metric.update(self.model.denormalise(prediction, batch).float(), batch.y.float())
+        metric.update(self.denormalise(prediction, batch).float(), batch.y.float())
         batch_size = batch.num_graphs
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=batch_size)
         self.log(f"{stage}/mae", metric, on_step=False, on_epoch=True, batch_size=batch_size, prog_bar=stage == "val")

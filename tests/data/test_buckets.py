@@ -1,12 +1,16 @@
-"""Size-bucketed batches (mpnn/data/buckets.py, `data.bucketing=true`) on real QM9 molecules."""
+"""Dense batches padded less (mpnn/data/buckets.py) on real QM9 molecules: split batches
+(`data.batch_parts`) and size buckets (`data.bucketing=true`)."""
 
 import itertools
 
 import numpy as np
 import pytest
+import torch
 from lightning.fabric.utilities.data import _set_sampler_epoch
 
-from mpnn.data.buckets import PAIR_WEIGHT, BucketBatchSampler, bucket_bounds
+from mpnn.data.buckets import PAIR_WEIGHT, BucketBatchSampler, SplitBatch, bucket_bounds
+from mpnn.training.build import build
+from tests.training.test_module import compose_config
 
 BATCH = 64
 
@@ -113,3 +117,58 @@ def test_evaluation_batches_are_in_size_order_and_cover_the_split(dynamic):
 def test_bucketing_needs_the_dense_backend(datamodule_factory):
     with pytest.raises(ValueError, match="data.bucketing=true pads dense batches less; it needs backend=dense"):
         datamodule_factory(subset=300, backend="pyg", bucketing=True)
+
+
+@pytest.fixture(scope="module")
+def split(datamodule_factory):
+    return datamodule_factory(subset=3000, batch_size=BATCH, batch_parts=4)
+
+
+def test_split_batches_are_size_sorted_parts_each_padded_to_its_largest(split):
+    num_atoms = split.dataset.num_atoms
+    rows = []
+    for raw in split.train_dataloader():
+        batch = split.on_after_batch_transfer(raw, 0)
+        assert isinstance(batch, SplitBatch) and len(batch.parts) == 4 and batch.num_graphs == len(raw[0])
+        sizes = [num_atoms[part.index] for part in batch.parts]
+        assert [len(s) for s in sizes] == [len(raw[0]) // 4 + (i < len(raw[0]) % 4) for i in range(4)]
+        assert all(part.x.shape[1] == s.max() for part, s in zip(batch.parts, sizes))  # its own largest
+        assert all(a.max() <= b.min() for a, b in zip(sizes, sizes[1:]))  # sorted by size
+        assert torch.equal(batch.y, torch.cat([part.y for part in batch.parts]))
+        rows.append(raw[0])
+    assert np.array_equal(np.sort(torch.cat(rows).numpy()), np.sort(split.split.train))
+    # Diagnostics and notebooks get whole batches.
+    assert not isinstance(split.batch(split.split.train[:64]), SplitBatch)
+
+
+def test_a_split_batch_has_the_loss_and_gradients_of_the_whole_batch(packed):
+    datamodule, module = build(compose_config("data.subset=1000", "data.batch_parts=4", "matmul_precision=highest"))
+    rows = datamodule.split.train[:128]
+    whole = datamodule.batch(rows)
+    parts = datamodule.on_after_batch_transfer(datamodule._collate(rows), 0)
+    results = []
+    for batch in (whole, parts):
+        module.zero_grad()
+        loss, prediction = module.loss(batch)
+        loss.backward()
+        physical = dict(
+            zip(
+                torch.cat([p.index for p in getattr(batch, "parts", [batch])]).tolist(),
+                module.denormalise(prediction, batch).tolist(),
+            )
+        )
+        results.append((loss.detach(), [p.grad.clone() for p in module.parameters()], physical))
+    (loss, gradients, physical), (split_loss, split_gradients, split_physical) = results
+    torch.testing.assert_close(split_loss, loss, rtol=1e-5, atol=0)
+    for a, b in zip(split_gradients, gradients):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert split_physical.keys() == physical.keys()
+    np.testing.assert_allclose([split_physical[i] for i in physical], list(physical.values()), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "setting", [{"static_shapes": True}, {"bucketing": True}, {"backend": "pyg"}], ids=lambda s: next(iter(s))
+)
+def test_batch_parts_need_dense_dynamic_unbucketed_batches(setting, datamodule_factory):
+    with pytest.raises(ValueError, match="pads the parts of a dense batch to their own sizes: it needs backend=dense"):
+        datamodule_factory(subset=300, batch_parts=4, **setting)

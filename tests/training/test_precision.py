@@ -80,7 +80,7 @@ class AutocastProbe(L.Callback):
 
 def test_lightning_runs_training_validation_and_test_under_autocast(packed):
     """The module optimises manually; Lightning's precision plugin must still wrap each step in autocast."""
-    datamodule, module = build(compose_config("data.subset=300", "data.batch_size=64", "data.bucketing=true"))
+    datamodule, module = build(compose_config("data.subset=300", "data.batch_size=64", "data.batch_parts=4"))
     probe = AutocastProbe()
     trainer = L.Trainer(
         accelerator="cpu", precision="bf16-mixed", max_epochs=1, logger=False, enable_checkpointing=False,
