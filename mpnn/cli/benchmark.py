@@ -1,204 +1,64 @@
-"""`mpnn-benchmark`: training throughput of this project against PyG's QM9 NNConv example, in one process.
+"""`mpnn-benchmark`: how fast this project trains, against PyG's QM9 example, in one process.
 
-    mpnn-benchmark --device cuda                 # full training split, one H100/H200
-    mpnn-benchmark --device cpu --quick          # a couple of minutes on a laptop CPU
+    mpnn-benchmark --device cpu --quick          # throughput against the example: last line `speedup: X`
+    mpnn-benchmark --device cuda                 # the same on the full training split, one GPU
+    mpnn-benchmark --data-path                   # on-device PyG batches vs PyG's DataLoader, alone and in steps
+    mpnn-benchmark --zoo                         # SchNet, DimeNet++, ViSNet steps: on-device batches vs DataLoader
+    mpnn-benchmark --accuracy                    # validation MAE of the speed-ups vs the plain path, 3 seeds
+    mpnn-benchmark --time-to-accuracy            # validation MAE against seconds, this project vs the example
     mpnn-benchmark --step [overrides]            # the training step alone, no Lightning, no loader
     mpnn-benchmark --flops [overrides]           # floating-point operations of one step, by operator
 
-Both sides use the example's configuration (dim 64, edge network width 128, 3 steps, mean
-aggregation, set2set with 3 steps, batch 128, complete graph with explicit hydrogens, bond one-hot
-+ distance edges, Adam 1e-3) on the same molecules. (a) is the real Lightning Trainer fed by
-QM9DataModule; (b) is PyG's DataLoader with the per-sample Complete + Distance transforms,
-NNConv, nn.GRU and Set2Set, as the example ships. The last line is `speedup: X`. Extra Hydra
-overrides apply to this project's side (e.g. backend=pyg, trainer.precision=bf16-mixed).
+The default mode trains both sides on the same molecules in the example's configuration (dim 64,
+edge network width 128, 3 steps, mean aggregation, set2set with 3 steps, batch 128, complete graph
+with explicit hydrogens, bond one-hot + distance edges, Adam 1e-3): this project through its real
+Lightning Trainer and QM9DataModule on its fastest path (bf16 matrix products, batches split
+into size-sorted parts padded separately), the example as it ships. It also measures the
+machine's matrix-multiply peak (fp32, bf16) and the GFLOP/s the training step achieves.
+`--quick` makes every mode CI-sized. Extra Hydra overrides apply to this project's side (e.g.
+trainer.precision=32-true data.batch_parts=1 for the plain path, backend=pyg).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
+from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
 
+from mpnn.bench.throughput import EXAMPLE_OVERRIDES, FAST_PATH
+from mpnn.bench.timing import device_name, matmul_peak
+from mpnn.bench.zoo import ZOO
 from mpnn.cli import compose
 
-EXAMPLE_OVERRIDES = [
-    "model=edge_net",
-    "model.hidden_dim=64",
-    "model.steps=3",
-    "model.readout.steps=3",
-    "model.message.hidden_dim=128",
-    "model.message.aggregation=mean",
-    "data.batch_size=128",
-    "data.edges=raw_distance",
-    "data.explicit_h=true",
-    "optim.lr=1e-3",
-    "schedule=constant",
-    "optim.gradient_clip_val=null",  # the example does not clip
-    "logger=none",
-]
 
+def throughput(args, overrides: list[str], device: torch.device) -> None:
+    from mpnn.bench.throughput import gflop_per_molecule, run_baseline, run_ours
 
-def _peak_memory(device: torch.device) -> float | None:
-    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def run_ours(cfg: DictConfig, device: torch.device, max_batches: int | None) -> tuple[dict, object]:
-    import lightning as L
-
-    from mpnn.training.build import build
-    from mpnn.training.callbacks import Throughput
-
-    datamodule, module = build(cfg)
-    throughput = Throughput()
-    trainer = L.Trainer(
-        accelerator=device.type if device.type == "cuda" else "cpu",
-        devices=1,
-        precision=cfg.trainer.precision,  # 32-true (TF32 matmuls) unless overridden, e.g. bf16-mixed
-        max_epochs=2,  # the first epoch warms up (allocator, kernels); the second is timed
-        limit_train_batches=max_batches,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[throughput],
-    )
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    trainer.fit(module, datamodule=datamodule)
-    rate = throughput.epoch_rates[-1]
-    numbers = {
-        "molecules_per_s": rate,
-        "ms_per_step": 1000 * cfg.data.batch_size / rate,
-        "peak_memory_gib": _peak_memory(device),
-    }
-    return numbers, datamodule
-
-
-def run_baseline(datamodule, device: torch.device, steps: int, warmup: int, workers: int) -> dict:
-    from torch_geometric.loader import DataLoader
-
-    from mpnn.baseline import ExampleNet, MoleculeList, example_transform, to_pyg
-
-    y, _ = datamodule.training_targets()
-    mean, std = float(y.mean()), float(y.std())
-    molecules = to_pyg(datamodule.packed, datamodule.split.train, datamodule.target_column, mean, std)
-    dataset = MoleculeList(molecules, transform=example_transform())
-    loader = DataLoader(dataset, batch_size=128, shuffle=True, num_workers=workers)
-    model = ExampleNet(dataset.num_features).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
-    _synchronize(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    model.train()
-    done, molecules_timed, start = 0, 0, 0.0
-    while done < warmup + steps:
-        for data in loader:
-            if done == warmup:
-                _synchronize(device)
-                start = time.perf_counter()
-            data = data.to(device)
-            optimizer.zero_grad()
-            loss = torch.nn.functional.mse_loss(model(data), data.y)
-            loss.backward()
-            loss.item()  # the example accumulates loss.item() * num_graphs every step
-            optimizer.step()
-            if done >= warmup:
-                molecules_timed += data.num_graphs
-            done += 1
-            if done == warmup + steps:
-                break
-    _synchronize(device)
-    elapsed = time.perf_counter() - start
-    rate = molecules_timed / elapsed
-    return {"molecules_per_s": rate, "ms_per_step": 1000 * elapsed / steps, "peak_memory_gib": _peak_memory(device)}
-
-
-def step_alone(cfg: DictConfig, device: torch.device, count_flops: bool, steps: int = 400, warmup: int = 30) -> str:
-    """The training step without Lightning or the DataLoader (gather on the device, forward,
-    backward, Adam): the ceiling the pipeline can reach; or its floating-point operations."""
-    from mpnn.training.build import build
-
-    datamodule, module = build(cfg)
-    module = module.to(device)
-    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3, fused=device.type == "cuda")
-    batch_size = cfg.data.batch_size
-    steps = min(steps, len(datamodule.split.train) // batch_size)
-    warmup = min(warmup, steps // 2)
-    rows = torch.from_numpy(datamodule.split.train[: steps * batch_size].copy()).view(steps, batch_size)
-    batches = [datamodule._collate(r.numpy()) for r in rows]
-
-    def batch(i: int):
-        index, sizes = batches[i]
-        return datamodule.dataset.gather(index.to(device), sizes)
-
-    if count_flops:
-        from torch.utils.flop_counter import FlopCounterMode
-
-        with FlopCounterMode(display=False) as counter:
-            module.compute_gradients(batch(0), optimizer)
-        counts = counter.get_flop_counts()["Global"]
-        by_operator = {str(op).split(".")[-1]: f"{flops / 1e9:.2f}" for op, flops in counts.items()}
-        return f"one step (forward + backward), GFLOP: {counter.get_total_flops() / 1e9:.2f} {by_operator}"
-
-    def step(i: int) -> None:
-        module.compute_gradients(batch(i), optimizer)
-        optimizer.step()
-
-    for i in range(warmup):
-        step(i)
-    _synchronize(device)
-    start = time.perf_counter()
-    for i in range(warmup, steps):
-        step(i)
-    _synchronize(device)
-    rate = (steps - warmup) * batch_size / (time.perf_counter() - start)
-    return f"step alone ({device}): {rate:.0f} molecules/s"
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--quick", action="store_true", help="a small subset and a few steps (CPU smoke benchmark)")
-    parser.add_argument("--json", action="store_true", help="also print the numbers as one JSON line")
-    parser.add_argument("--step", action="store_true", help="time the training step alone (no Lightning, no loader)")
-    parser.add_argument("--flops", action="store_true", help="count the floating-point operations of one step")
-    parser.add_argument("--baseline-steps", type=int, default=None, help="timed baseline steps")
-    parser.add_argument("--baseline-workers", type=int, default=0, help="baseline DataLoader workers (example: 0)")
-    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for this project's side")
-    args = parser.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda but no CUDA device is visible; use --device cpu")
-
-    from mpnn.logs import quiet_logs
-
-    quiet_logs()
-    device = torch.device(args.device)
-    overrides = EXAMPLE_OVERRIDES + [f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}"]
-    if args.quick:
-        overrides.append("data.subset=2000")
-    cfg = compose(overrides + args.overrides)
-    if args.step or args.flops:
-        print(step_alone(cfg, device, args.flops))
-        return
-    max_batches = 6 if args.quick else None
-    baseline_steps = args.baseline_steps or (4 if args.quick else 300)
-
-    ours, datamodule = run_ours(cfg, device, max_batches)
+    cfg = compose(overrides)
+    ours, datamodule, module = run_ours(cfg, device, epochs=3 if args.quick else 2)
     baseline = run_baseline(
-        datamodule, device, baseline_steps, warmup=1 if args.quick else 20, workers=args.baseline_workers
+        datamodule,
+        device,
+        args.baseline_steps or (4 if args.quick else 300),
+        warmup=1 if args.quick else 20,
+        workers=args.baseline_workers,
     )
     speedup = ours["molecules_per_s"] / baseline["molecules_per_s"]
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device: {name}; torch {torch.__version__}; training molecules: {len(datamodule.split.train)}")
+    gflop = gflop_per_molecule(module, datamodule, device, cfg.trainer.precision)
+    achieved = gflop * ours["molecules_per_s"]
+    peaks = {name: matmul_peak(device, dtype) for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    precision = "bf16" if cfg.trainer.precision == "bf16-mixed" else "fp32"
+    data = cfg.data
+    path = (
+        f"precision {cfg.trainer.precision}, batch parts {data.batch_parts}, bucketing {data.bucketing}, "
+        f"static shapes {data.static_shapes}"
+    )
+    print(
+        f"device: {device_name(device)}; torch {torch.__version__}; training molecules: {len(datamodule.split.train)}"
+    )
+    print(f"this project's path: {path}")
     for label, numbers in (
         ("this project (Lightning, resident data)", ours),
         ("PyG qm9_nn_conv.py baseline", baseline),
@@ -208,9 +68,193 @@ def main(argv: list[str] | None = None) -> None:
             f"{label:42s} {numbers['molecules_per_s']:10.0f} molecules/s  "
             f"{numbers['ms_per_step']:8.2f} ms/step  peak memory {memory}"
         )
+    print(
+        f"GFLOP/s: {achieved:.0f} achieved by this project's training step ({1000 * gflop:.0f} MFLOP of matrix "
+        f"products per molecule), {achieved / peaks[precision]:.0%} of the measured {precision} matmul peak; "
+        f"peak fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f}"
+    )
     if args.json:
-        print(json.dumps({"device": name, "ours": ours, "baseline": baseline, "speedup": speedup}))
+        numbers = {"ours": ours, "baseline": baseline, "gflop_per_s": achieved, "matmul_peak_gflop_per_s": peaks}
+        print(json.dumps({"device": device_name(device), "path": path, **numbers, "speedup": speedup}))
     print(f"speedup: {speedup:.1f}")
+
+
+def data_path(args, overrides: list[str], device: torch.device) -> None:
+    from mpnn.baseline import example_transform
+    from mpnn.bench.data_path import batches_per_second, loader_batches, on_device_batches, pyg_loader, step_ms
+    from mpnn.training.build import build
+
+    pyg_cfg = compose([*overrides, "backend=pyg", "data.batch_parts=1", "data.bucketing=false"])
+    dense_cfg = compose([*overrides, "backend=dense"])
+    pyg_dm, pyg_module = build(pyg_cfg)
+    dense_dm, dense_module = build(dense_cfg)
+    batch_size = pyg_cfg.data.batch_size
+    loader = pyg_loader(pyg_dm, pyg_dm.split.train, example_transform(), batch_size)
+    calls, loader_calls, steps = (20, 5, 2) if args.quick else (200, 30, 20)
+    rates = {
+        "on-device PyG Batch (backend=pyg)": batches_per_second(on_device_batches(pyg_dm, device), device, calls),
+        "PyG DataLoader + Complete + Distance": batches_per_second(
+            loader_batches(loader, device), device, loader_calls
+        ),
+        "on-device dense batch (backend=dense)": batches_per_second(on_device_batches(dense_dm, device), device, calls),
+    }
+    print(f"device: {device_name(device)}; torch {torch.__version__}; batch size {batch_size}")
+    print("(a) data path alone, no model:")
+    for label, rate in rates.items():
+        print(f"  {label:40s} {rate:9.1f} batches/s  {rate * batch_size:10.0f} molecules/s")
+    ratio = rates["on-device PyG Batch (backend=pyg)"] / rates["PyG DataLoader + Complete + Distance"]
+    print(f"  on-device PyG batches / PyG DataLoader: {ratio:.1f}x")
+    precision = pyg_cfg.trainer.precision
+    pyg_module, dense_module = pyg_module.to(device), dense_module.to(device)
+    warmup = 1 if args.quick else 3
+    ms = {
+        "backend=pyg, on-device batches": step_ms(
+            pyg_module, on_device_batches(pyg_dm, device), device, precision, steps, warmup
+        ),
+        "backend=pyg, PyG DataLoader": step_ms(
+            pyg_module, loader_batches(loader, device), device, precision, steps, warmup
+        ),
+        f"backend=dense (batch parts {dense_cfg.data.batch_parts})": step_ms(
+            dense_module, on_device_batches(dense_dm, device), device, precision, steps, warmup
+        ),
+    }
+    print(f"(b) training steps of the same model (edge_net, example configuration, precision {precision}):")
+    for label, value in ms.items():
+        print(f"  {label:40s} {value:9.1f} ms/step  {1000 * batch_size / value:10.0f} molecules/s")
+    if args.json:
+        print(json.dumps({"device": device_name(device), "batches_per_s": rates, "ms_per_step": ms}))
+
+
+def zoo(args, overrides: list[str], device: torch.device) -> None:
+    from mpnn.bench.zoo import zoo_steps
+
+    models = tuple(args.zoo_models.split(","))
+    rows = zoo_steps(overrides, device, steps=2 if args.quick else 10, warmup=1 if args.quick else 3, models=models)
+    print(f"device: {device_name(device)}; torch {torch.__version__}; PyG backend, chemical graph batches")
+    print(f"{'model':12s} {'on-device batches':>20s} {'PyG DataLoader':>20s} {'ratio':>7s}")
+    for row in rows:
+        ratio = row["dataloader_ms"] / row["on_device_ms"]
+        print(
+            f"{row['model']:12s} {row['on_device_ms']:14.1f} ms/step {row['dataloader_ms']:14.1f} ms/step {ratio:6.2f}x"
+        )
+    if args.json:
+        print(json.dumps({"device": device_name(device), "zoo": rows}))
+
+
+def accuracy(args, overrides: list[str], device: torch.device) -> None:
+    from mpnn.bench.accuracy import accuracy_grid, accuracy_table
+
+    grid = accuracy_grid(overrides, list(range(args.seeds)), device)
+    print(accuracy_table(grid))
+    if args.json:
+        print(json.dumps(grid))
+
+
+def time_to_accuracy(args, overrides: list[str], device: torch.device) -> None:
+    from mpnn.bench.time_to_accuracy import draw, seconds_to, train_example, train_ours
+
+    budget = args.budget or (10 if args.quick else 600 if device.type == "cuda" else 300)
+    every = budget / (3 if args.quick else args.evaluations)
+    cfg = compose(overrides)
+    ours = train_ours(cfg, device, budget, every)
+    from mpnn.training.build import build_datamodule
+
+    datamodule = build_datamodule(cfg, "dense")
+    example = train_example(datamodule, device, budget, every)
+    target = datamodule.target
+    name = f"this project (edge_net, {cfg.trainer.precision}, batch parts {cfg.data.batch_parts})"
+    curves = {name: ours["curve"], "PyG qm9_nn_conv.py example": example["curve"]}
+    print(
+        f"time to accuracy: target {target.name}, {device_name(device)}, {len(datamodule.split.train)} training "
+        f"and {len(datamodule.split.val)} validation molecules, {budget:.0f} s of training each"
+    )
+    for label, run in zip(curves, (ours, example)):
+        best = min(mae for _, mae in run["curve"])
+        print(
+            f"  {label}: best validation MAE {best:.4f} {target.unit}, {run['steps']} steps, {run['epochs']:.1f} epochs"
+        )
+        print("    seconds, MAE: " + ", ".join(f"{s:.0f} {mae:.4f}" for s, mae in run["curve"]))
+    scale = target.chemical_accuracy or 1.0
+    example_best = min(mae for _, mae in example["curve"]) / scale
+    for ratio in sorted({example_best, *args.ratio}, reverse=True):
+        ours_s, example_s = seconds_to(ours["curve"], ratio * scale), seconds_to(example["curve"], ratio * scale)
+        text = [f"{s:.0f} s" if s is not None else f"not within {budget:.0f} s" for s in (ours_s, example_s)]
+        faster = f": {example_s / ours_s:.1f}x sooner" if ours_s and example_s else ""
+        print(f"seconds to error ratio {ratio:.2f}: this project {text[0]}, PyG example {text[1]}{faster}")
+    draw(curves, target.unit, target.chemical_accuracy, example_best, args.out)
+    print(f"figure: {args.out}")
+    if args.json:
+        print(json.dumps({"device": device_name(device), "budget_s": budget, "curves": curves}))
+
+
+def flops(overrides: list[str], device: torch.device) -> None:
+    """Matrix-product FLOPs of one step on the first training batch in split order."""
+    from mpnn.bench.throughput import step_flops
+    from mpnn.training.build import build
+
+    cfg = compose(overrides)
+    datamodule, module = build(cfg)
+    module = module.to(device)
+    batch = datamodule.batch(datamodule.split.train[: cfg.data.batch_size], device)
+    total, by_operator = step_flops(module, batch, device, cfg.trainer.precision)
+    by_operator = {name: f"{value:.2f}" for name, value in by_operator.items()}
+    print(f"one step (forward + backward), GFLOP: {total:.2f} {by_operator} (padded to {batch.x.shape[1]} atoms)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="CI-sized: a small subset and a few steps")
+    parser.add_argument("--json", action="store_true", help="also print the numbers as one JSON line")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--step", action="store_true", help="time the training step alone (no Lightning, no loader)")
+    mode.add_argument("--flops", action="store_true", help="count the floating-point operations of one step")
+    mode.add_argument("--data-path", action="store_true", help="on-device PyG batches vs PyG's DataLoader")
+    mode.add_argument("--zoo", action="store_true", help="zoo models' steps: on-device batches vs PyG's DataLoader")
+    mode.add_argument("--accuracy", action="store_true", help="validation MAE of the speed-ups, seeds x epochs")
+    mode.add_argument("--time-to-accuracy", action="store_true", help="validation MAE against training seconds")
+    parser.add_argument("--baseline-steps", type=int, default=None, help="timed baseline steps")
+    parser.add_argument("--baseline-workers", type=int, default=0, help="baseline DataLoader workers (example: 0)")
+    parser.add_argument("--zoo-models", default=",".join(ZOO), help="--zoo: comma-separated models")
+    parser.add_argument("--seeds", type=int, default=3, help="--accuracy: seeds per path")
+    parser.add_argument("--budget", type=float, default=None, help="--time-to-accuracy: training seconds per side")
+    parser.add_argument("--evaluations", type=int, default=20, help="--time-to-accuracy: evaluations per side")
+    parser.add_argument("--ratio", type=float, action="append", default=[], help="--time-to-accuracy: error ratio")
+    parser.add_argument("--out", type=Path, default=Path("time_to_accuracy.png"), help="--time-to-accuracy: figure")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for this project's side")
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but no CUDA device is visible; use --device cpu")
+
+    from mpnn.logs import quiet_logs
+
+    quiet_logs()
+    device = torch.device(args.device)
+    accelerator = [f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}"]
+    if args.zoo:
+        quick = ["data.subset=1000", "data.batch_size=8"] if args.quick else []
+        zoo(args, ["data.batch_size=32", *accelerator, *quick, *args.overrides], device)
+    elif args.accuracy:
+        epochs = (
+            ["data.subset=300", "trainer.max_epochs=1"] if args.quick else ["data.subset=5000", "trainer.max_epochs=10"]
+        )
+        accuracy(args, [*accelerator, *epochs, *args.overrides], device)
+    elif args.time_to_accuracy:
+        subset = ["data.subset=1000"] if args.quick else ["data.subset=10000"] if args.device == "cpu" else []
+        time_to_accuracy(args, [*FAST_PATH, "schedule=constant", *accelerator, *subset, *args.overrides], device)
+    else:
+        quick = ["data.subset=2000"] if args.quick else []
+        overrides = [*EXAMPLE_OVERRIDES, *FAST_PATH, *accelerator, *quick, *args.overrides]
+        if args.data_path:
+            data_path(args, [*overrides, "data.batch_size=32"] if args.quick else overrides, device)
+        elif args.step:
+            from mpnn.bench.throughput import step_alone
+
+            print(f"step alone ({device}): {step_alone(compose(overrides), device):.0f} molecules/s")
+        elif args.flops:
+            flops(overrides, device)
+        else:
+            throughput(args, overrides, device)
 
 
 if __name__ == "__main__":

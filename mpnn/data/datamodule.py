@@ -2,7 +2,10 @@
 
 Loaders yield only molecule indices (plus sizes counted on the host); `on_after_batch_transfer`
 gathers the batch on the device: a dense `MoleculeBatch` (backend `dense`) or a PyG `Batch`
-(backend `pyg`), from the same cache, split and target.
+(backend `pyg`), from the same cache, split and target. Dense batches can be padded less
+(`mpnn.data.buckets`): with `batch_parts`, each batch is sorted by size and its parts padded
+separately (the same molecules and loss); with `bucketing`, batches are drawn from molecules of
+similar size.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mpnn.data import cache
+from mpnn.data.buckets import BucketBatchSampler, SplitBatch, bucket_bounds
 from mpnn.data.features import atom_table
 from mpnn.data.graphs import GraphQM9
 from mpnn.data.padded import PaddedQM9
@@ -58,6 +62,9 @@ class QM9DataModule(L.LightningDataModule):
         train_size: int | None = None,
         split_seed: int = 0,
         static_shapes: bool = False,
+        bucketing: bool = False,
+        buckets: int = 6,
+        batch_parts: int = 1,
     ):
         super().__init__()
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -69,6 +76,17 @@ class QM9DataModule(L.LightningDataModule):
             raise ValueError(f"unknown backend={backend!r}; valid: {', '.join(BACKENDS)}")
         if static_shapes and backend != "dense":
             raise ValueError("data.static_shapes=true pads dense batches; it needs backend=dense")
+        if bucketing and backend != "dense":
+            raise ValueError("data.bucketing=true pads dense batches less; it needs backend=dense")
+        if buckets < 1:
+            raise ValueError(f"data.buckets={buckets} must be a positive number of buckets")
+        if batch_parts < 1:
+            raise ValueError(f"data.batch_parts={batch_parts} must be a positive number of parts")
+        if batch_parts > 1 and (backend != "dense" or static_shapes or bucketing):
+            raise ValueError(
+                f"data.batch_parts={batch_parts} pads the parts of a dense batch to their own sizes: it needs "
+                "backend=dense, data.static_shapes=false and data.bucketing=false"
+            )
         self.target = get_target(target)
         self.spec = DataSpec(
             target=target,
@@ -85,6 +103,12 @@ class QM9DataModule(L.LightningDataModule):
         self.train_size = train_size
         self.split_seed = split_seed
         self.static_shapes = static_shapes
+        self.bucketing = bucketing
+        self.buckets = buckets
+        self.batch_parts = batch_parts
+        # Bucket bounds in atoms (one bucket of n_max without bucketing); static shapes pad a batch to
+        # the smallest bound that holds it.
+        self.pad_sizes: np.ndarray | None = None
         self.dataset: PaddedQM9 | GraphQM9 | None = None
         self.packed: cache.PackedQM9 | None = None
         self.split: Split | None = None
@@ -102,6 +126,13 @@ class QM9DataModule(L.LightningDataModule):
         self.split_file = self.cache_file.with_name(f"{self.cache_file.stem}_split_seed{self.split_seed}.npy")
         permutation = load_or_create_permutation(self.split_file, len(self.packed), self.split_seed)
         self.split = make_split(permutation, self.subset, self.train_size)
+        if isinstance(self.dataset, PaddedQM9):
+            if self.bucketing:  # bounds fitted on the training split; the last one fits every molecule
+                num_atoms = self.dataset.num_atoms.numpy()
+                self.pad_sizes = bucket_bounds(num_atoms[self.split.train], self.buckets)
+                self.pad_sizes[-1] = self.dataset.n_max
+            else:
+                self.pad_sizes = np.array([self.dataset.n_max])
 
     @property
     def target_column(self) -> int:
@@ -113,26 +144,37 @@ class QM9DataModule(L.LightningDataModule):
         rows = self.split.train
         return self.packed.targets[rows, self.target_column], element_counts(self.packed)[rows]
 
-    def _collate(self, indices: np.ndarray) -> tuple:
+    def _collate(self, indices: np.ndarray, split: bool = True) -> tuple:
         index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         if isinstance(self.dataset, GraphQM9):
             return index, self.dataset.sizes(index)
-        n = self.dataset.n_max if self.static_shapes else int(self.dataset.num_atoms[index].max())
+        num_atoms = self.dataset.num_atoms[index]
+        if split and self.batch_parts > 1:  # sorted by size; each part's atom count, a tuple
+            order = torch.argsort(num_atoms, stable=True)
+            parts = num_atoms[order].tensor_split(min(self.batch_parts, len(index)))
+            return index[order], tuple(int(part.max()) for part in parts)
+        n = int(num_atoms.max())
+        if self.static_shapes:  # the smallest of the fixed sizes that holds the batch
+            n = int(self.pad_sizes[np.searchsorted(self.pad_sizes, n)])
         return index, n
 
     def _loader(self, indices: np.ndarray, batch_size: int, shuffle: bool, drop_last: bool = False) -> DataLoader:
         # Pinned index tensors make the host-to-device copy asynchronous: a pageable copy would
         # synchronise with the GPU every step and stop the CPU from queueing work ahead.
+        batching = {"batch_size": batch_size, "shuffle": shuffle, "drop_last": drop_last}
+        if self.bucketing:
+            # Its seed comes from the global generator (seeded by the run's seed), as the default shuffle's does.
+            seed = int(torch.randint(2**62, ()).item()) if shuffle else 0
+            num_atoms = self.dataset.num_atoms.numpy()[indices]
+            sampler = BucketBatchSampler(num_atoms, self.pad_sizes, batch_size, shuffle, drop_last, seed)
+            batching = {"batch_sampler": sampler}
         return DataLoader(
-            _Indices(indices),
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            collate_fn=self._collate,
-            pin_memory=torch.cuda.is_available(),
+            _Indices(indices), collate_fn=self._collate, pin_memory=torch.cuda.is_available(), **batching
         )
 
     def train_dataloader(self) -> DataLoader:
+        if self.bucketing and self.trainer is not None and self.trainer.world_size > 1:
+            raise ValueError("data.bucketing=true batches on one device; use it without trainer=ddp")
         # With static shapes, also a static batch size: the last partial batch is dropped
         # (a different random 0..batch_size-1 molecules each epoch).
         drop_last = self.static_shapes and len(self.split.train) > self.batch_size
@@ -146,11 +188,14 @@ class QM9DataModule(L.LightningDataModule):
 
     def batch(self, indices: np.ndarray | torch.Tensor, device: torch.device | str = "cpu"):
         """A batch of the given molecules (dataset rows) on `device`, for diagnostics and notebooks."""
-        index, sizes = self._collate(np.asarray(indices))
+        index, sizes = self._collate(np.asarray(indices), split=False)
         return self.on_after_batch_transfer((index.to(device), sizes), 0)
 
     def on_after_batch_transfer(self, batch: tuple, dataloader_idx: int):
         index, sizes = batch
+        if isinstance(self.dataset, PaddedQM9) and isinstance(sizes, tuple):
+            parts = index.tensor_split(len(sizes))
+            return SplitBatch([self.dataset.gather(part, n) for part, n in zip(parts, sizes)])
         return self.dataset.gather(index, sizes)
 
 

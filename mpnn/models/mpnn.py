@@ -26,6 +26,7 @@ from mpnn.data.batch import MoleculeBatch, SparseEdges
 from mpnn.data.edges import EdgeFeaturizer
 from mpnn.data.spec import DataSpec
 from mpnn.models.message import Message
+from mpnn.models.precision import float32, float32_region
 from mpnn.models.protocol import MoleculeModel
 from mpnn.models.readout import GatedSumReadout, Set2SetReadout
 
@@ -53,7 +54,8 @@ class MasterNode(nn.Module):
         else:
             to_atoms = self.to_atoms(g)[batch.batch]
             received = scatter(self.from_atoms(h), batch.batch, dim=0, dim_size=batch.num_graphs, reduce="sum")
-        return to_atoms, self.update(received, g)
+        with float32_region(g.device.type):  # the master's state, like the atoms', stays in float32
+            return to_atoms, self.update(float32(received), g)
 
 
 class MPNN(MoleculeModel):
@@ -120,7 +122,8 @@ class MPNN(MoleculeModel):
                 h = self.mix(h)
             if mask is not None:
                 h = h * mask
-        return self.head(self.readout(torch.cat([h, x], -1), batch)).squeeze(-1)
+        with float32_region(x.device.type):  # readout and prediction in float32 under autocast
+            return self.head(self.readout(torch.cat([float32(h), x], -1), batch)).squeeze(-1)
 
 
 def _readout(readout: str | Callable[..., nn.Module], in_dim: int) -> nn.Module:

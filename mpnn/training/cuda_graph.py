@@ -1,4 +1,4 @@
-"""One training step (forward, loss, backward, gradient clipping) captured as a CUDA graph.
+"""One training step (forward, loss, backward, gradient clipping) captured as a CUDA graph per batch shape.
 
 At batch 128 the GPU finishes a step of this model in about 2 ms, less than the host needs to
 launch its hundreds of kernels one by one and run Lightning's loop around them. Replaying one
@@ -15,18 +15,50 @@ import torch
 from mpnn.data.batch import MoleculeBatch
 
 
-class CudaGraphStep:
-    """Runs `step(batch)` eagerly for `warmup` calls, then captures it once and replays it.
+@dataclasses.dataclass
+class _Capture:
+    """The graph of one batch shape: its input and output tensors and the gradients it writes."""
 
-    Each later batch is copied into the tensors the graph was captured with, so all batches
-    must have one shape (`data.static_shapes=true`). The returned tensor is overwritten by the
-    next replay.
+    eager_calls: int = 0
+    graph: torch.cuda.CUDAGraph | None = None
+    inputs: MoleculeBatch | None = None
+    output: torch.Tensor | None = None
+    gradients: list[tuple[torch.nn.Parameter, torch.Tensor | None]] = dataclasses.field(default_factory=list)
+    pointers: list[int] = dataclasses.field(default_factory=list)
+
+    def parameters_moved(self) -> bool:
+        """Whether the captured parameters' storage is elsewhere now (e.g. moved to the CPU and back)."""
+        return self.pointers != [parameter.data_ptr() for parameter, _ in self.gradients]
+
+
+def signature(batch: MoleculeBatch) -> tuple:
+    """What a captured graph is specific to: every tensor's shape and dtype, and the autocast state.
+
+    A graph captured under bf16 autocast replays bf16 kernels, so it is kept apart from an fp32 one.
+    """
+    fields = [(field.name, getattr(batch, field.name)) for field in dataclasses.fields(batch)]
+    tensors = tuple((name, tuple(t.shape), t.dtype) for name, t in fields)
+    return tensors, torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda")
+
+
+class CudaGraphStep:
+    """Runs `step(batch)` eagerly for `warmup` calls per batch shape, then captures it once for that
+    shape and replays it.
+
+    Each later batch is copied into the tensors its shape's graph was captured with. Batch shapes
+    must be few and fixed (`data.static_shapes=true`: one shape, or one per bucket with
+    `data.bucketing=true`); each keeps its own graph and memory. The returned tensor is
+    overwritten by the next replay of the same graph.
 
     Gradients: every call computes them afresh (`.grad` is cleared first, never accumulated).
-    The captured graph writes them into tensors it allocated during capture, and after each
-    replay these are attached to the parameters again, so that a `zero_grad(set_to_none=True)`
+    A captured graph writes them into tensors it allocated during capture, and after each replay
+    these are attached to the parameters again, so that a `zero_grad(set_to_none=True)`
     elsewhere (Lightning calls one before every validation) cannot cut them off from the
-    optimizer.
+    optimizer, and the next step's optimizer sees the gradients of the graph just replayed.
+
+    Autocast: the step runs under the caller's autocast state (Lightning's, with
+    `trainer.precision=bf16-mixed`) with autocast's cache of cast weights turned off: a cast
+    cached outside the graph would be replayed as a stale copy of the weights.
     """
 
     def __init__(
@@ -38,68 +70,55 @@ class CudaGraphStep:
         self.step = step
         self.parameters = parameters
         self.warmup = warmup
-        self._reset()
-
-    def _reset(self) -> None:
-        """Back to the start: warm-up, then a new capture."""
-        self.eager_calls = 0
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self._inputs: MoleculeBatch | None = None
-        self._output: torch.Tensor | None = None
-        self._gradients: list[tuple[torch.nn.Parameter, torch.Tensor | None]] = []
-        self._pointers: list[int] = []
+        self._captures: dict[tuple, _Capture] = {}
 
     @property
-    def captured(self) -> bool:
-        return self.graph is not None
+    def captured(self) -> int:
+        """How many batch shapes have a captured graph."""
+        return sum(capture.graph is not None for capture in self._captures.values())
 
     def __call__(self, batch: MoleculeBatch) -> torch.Tensor:
-        if self.graph is not None and self._pointers != self._parameter_pointers():
-            # The parameters live elsewhere now (e.g. moved to the CPU and back between two fits):
-            # the graph would read the old copies.
-            self._reset()
-        if self.graph is not None:
-            _copy_into(self._inputs, batch)
-            self.graph.replay()
-            for parameter, gradient in self._gradients:
+        key = signature(batch)
+        capture = self._captures.get(key)
+        if capture is not None and capture.graph is not None and capture.parameters_moved():
+            self._captures.clear()  # every graph would read the old copies: capture again
+            capture = None
+        if capture is None:
+            capture = self._captures[key] = _Capture()
+        if capture.graph is not None:
+            _copy_into(capture.inputs, batch)
+            capture.graph.replay()
+            for parameter, gradient in capture.gradients:
                 parameter.grad = gradient
-            return self._output
+            return capture.output
         if batch.x.device.type != "cuda":
             raise ValueError(f"optim.cuda_graph=true needs a CUDA device; this batch is on {batch.x.device}")
         parameters = [p for p in self.parameters() if p.requires_grad]
         for parameter in parameters:
             parameter.grad = None  # fresh gradients; during capture, allocated in the graph's memory
-        if self.eager_calls < self.warmup:
+        _, enabled, dtype = key  # the caller's autocast state, run without its cache (class docstring)
+        autocast = torch.autocast("cuda", dtype=dtype, enabled=enabled, cache_enabled=False)
+        if capture.eager_calls < self.warmup:
             # Warm-up (compilation, cuBLAS workspaces, autograd streams) on a side stream, as capture requires.
-            self.eager_calls += 1
+            capture.eager_calls += 1
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
+            with torch.cuda.stream(side), autocast:
                 output = self.step(batch)
             torch.cuda.current_stream().wait_stream(side)
             return output
-        self.graph = torch.cuda.CUDAGraph()
-        self._inputs = batch
+        capture.graph = torch.cuda.CUDAGraph()
+        capture.inputs = batch
         # thread_local: only this thread must avoid capture-unsafe calls (logger threads may use CUDA).
-        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
-            self._output = self.step(batch)
-        self._gradients = [(p, p.grad) for p in parameters]
-        self._pointers = self._parameter_pointers()
-        self.graph.replay()  # capture records the work without running it
-        return self._output
-
-    def _parameter_pointers(self) -> list[int]:
-        """Where the captured parameters' storage is (the list kept at capture: no module walk per step)."""
-        return [parameter.data_ptr() for parameter, _ in self._gradients]
+        with torch.cuda.graph(capture.graph, capture_error_mode="thread_local"), autocast:
+            capture.output = self.step(batch)
+        capture.gradients = [(p, p.grad) for p in parameters]
+        capture.pointers = [p.data_ptr() for p in parameters]
+        capture.graph.replay()  # capture records the work without running it
+        return capture.output
 
 
 def _copy_into(static: MoleculeBatch, batch: MoleculeBatch) -> None:
-    """Copy every tensor of `batch` into the same field of the captured `static` batch."""
+    """Copy every tensor of `batch` into the same field of the captured `static` batch (same signature)."""
     for field in dataclasses.fields(static):
-        target, source = getattr(static, field.name), getattr(batch, field.name)
-        if target.shape != source.shape:
-            raise ValueError(
-                f"optim.cuda_graph=true replays the shape it captured: batch.{field.name} has shape "
-                f"{tuple(source.shape)}, captured {tuple(target.shape)}; set data.static_shapes=true"
-            )
-        target.copy_(source, non_blocking=True)
+        getattr(static, field.name).copy_(getattr(batch, field.name), non_blocking=True)

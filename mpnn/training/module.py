@@ -11,6 +11,11 @@ training split and saved with the weights.
 The optimisation step is written out here (Lightning's manual optimisation) rather than left to
 Lightning: forward, backward and gradient clipping are one function, which `optim.cuda_graph=true`
 captures as a CUDA graph and which runs eagerly everywhere else, on the CPU included.
+
+Under `trainer.precision=bf16-mixed`, Lightning runs training_step, validation_step and test_step
+inside autocast (the captured step too): matrix products in bfloat16, weights and optimizer in
+float32; the model keeps recurrent states, readout and prediction in float32
+(`mpnn.models.precision`), so the loss is computed in float32.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from hydra.utils import instantiate
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MeanAbsoluteError
 
+from mpnn.data.buckets import SplitBatch
 from mpnn.data.spec import DataSpec
 from mpnn.models.factory import build_model
 from mpnn.models.protocol import MoleculeModel
@@ -66,6 +72,8 @@ class RegressionModule(L.LightningModule):
         # covers edges, model, target standardisation and loss.
         mode = compile_mode or ("default" if cuda_graph else "reduce-overhead")
         self._loss = torch.compile(self._normalised_loss, mode=mode, dynamic=False) if compile else None
+        if compile:  # one graph per batch shape: with data.bucketing, per bucket and per batch size
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         plain_step = partial(self._forward_backward, backward=torch.Tensor.backward)
         self._graph_step = CudaGraphStep(plain_step, self.parameters) if cuda_graph else None
         self._train_loss_sum = torch.zeros(())
@@ -89,8 +97,21 @@ class RegressionModule(L.LightningModule):
         return torch.nn.functional.mse_loss(prediction, self.model.normalise(batch)), prediction
 
     def loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(MSE on the standardised target, prediction) for a batch."""
-        return (self._loss or self._normalised_loss)(batch)
+        """(MSE on the standardised target, prediction) for a batch; a `SplitBatch` part by part, weighted
+        by the parts' sizes, which is the mean over the whole batch."""
+        loss = self._loss or self._normalised_loss
+        if not isinstance(batch, SplitBatch):
+            return loss(batch)
+        losses, predictions = zip(*(loss(part) for part in batch.parts))
+        weights = [part.num_graphs / batch.num_graphs for part in batch.parts]
+        return sum(w * part_loss for w, part_loss in zip(weights, losses)), torch.cat(predictions)
+
+    def denormalise(self, prediction: torch.Tensor, batch) -> torch.Tensor:
+        """`loss`'s prediction of a batch (or `SplitBatch`) in the target's physical unit."""
+        if not isinstance(batch, SplitBatch):
+            return self.model.denormalise(prediction, batch)
+        parts = prediction.split([part.num_graphs for part in batch.parts])
+        return torch.cat([self.model.denormalise(p, part) for p, part in zip(parts, batch.parts)])
 
     def _forward_backward(self, batch, backward: Callable[[torch.Tensor], None]) -> torch.Tensor:
         """Loss, gradients (clipped to `gradient_clip_val` in total norm); no host synchronisation."""
@@ -118,13 +139,21 @@ class RegressionModule(L.LightningModule):
             raise ValueError("optim.compile=true compiles one graph per batch shape; set data.static_shapes=true")
         if self._graph_step is not None:  # fail before training, not at the first step that would break
             if not static_shapes:
-                raise ValueError("optim.cuda_graph=true replays one batch shape; set data.static_shapes=true")
+                raise ValueError(
+                    "optim.cuda_graph=true captures one graph per batch shape; set data.static_shapes=true "
+                    "(one shape, or one per bucket with data.bucketing=true)"
+                )
             if self.device.type != "cuda":
                 raise ValueError(f"optim.cuda_graph=true needs a CUDA device; this run is on {self.device.type}")
             if self.trainer.world_size > 1:
                 raise ValueError("optim.cuda_graph=true runs on one device; use it without trainer=ddp")
         if self.trainer.precision == "16-mixed":  # its loss scaling would need unscaling before clipping
             raise ValueError("trainer.precision=16-mixed is not supported; use bf16-mixed or 32-true")
+        if self.trainer.precision in ("bf16-true", "16-true"):  # would round the float64 target scaler too
+            raise ValueError(
+                f"trainer.precision={self.trainer.precision} casts weights and target scaler to half precision; "
+                "use bf16-mixed (bf16 matrix products, float32 weights) or 32-true"
+            )
 
     def training_step(self, batch, batch_idx: int) -> None:
         optimizer = self.optimizers()
@@ -145,7 +174,7 @@ class RegressionModule(L.LightningModule):
     def _evaluate(self, batch, stage: str) -> None:
         loss, prediction = self.loss(batch)
         metric = self.metrics[f"{stage}_mae"]
-        metric.update(self.model.denormalise(prediction, batch).float(), batch.y.float())
+        metric.update(self.denormalise(prediction, batch).float(), batch.y.float())
         batch_size = batch.num_graphs
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=batch_size)
         self.log(f"{stage}/mae", metric, on_step=False, on_epoch=True, batch_size=batch_size, prog_bar=stage == "val")

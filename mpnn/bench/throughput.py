@@ -1,0 +1,163 @@
+"""Training throughput: this project's pipeline against PyG's QM9 NNConv example on the same molecules.
+
+Both sides use the example's configuration (dim 64, edge network width 128, 3 steps, mean
+aggregation, set2set with 3 steps, batch 128, complete graph with explicit hydrogens, bond one-hot
++ distance edges, Adam 1e-3). This project's side is the real Lightning Trainer fed by
+QM9DataModule, on its fastest path (`FAST_PATH`); the example's is PyG's DataLoader with the
+per-sample Complete + Distance transforms, NNConv, nn.GRU and Set2Set, as the example ships.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from omegaconf import DictConfig
+
+from mpnn.bench.timing import autocast, peak_memory_gib, synchronize
+
+EXAMPLE_OVERRIDES = [
+    "model=edge_net",
+    "model.hidden_dim=64",
+    "model.steps=3",
+    "model.readout.steps=3",
+    "model.message.hidden_dim=128",
+    "model.message.aggregation=mean",
+    "data.batch_size=128",
+    "data.edges=raw_distance",
+    "data.explicit_h=true",
+    "optim.lr=1e-3",
+    "schedule=constant",
+    "optim.gradient_clip_val=null",  # the example does not clip
+    "logger=none",
+]
+# This project's fastest path: bf16 matrix products and batches split into 4 size-sorted parts, each
+# padded to its own largest molecule. Both keep the validation error within seed-to-seed noise
+# (docs/PERFORMANCE.md, "Accuracy within noise"); size buckets (data.bucketing) do not.
+FAST_PATH = ["trainer.precision=bf16-mixed", "data.batch_parts=4"]
+
+
+def run_ours(cfg: DictConfig, device: torch.device, epochs: int) -> tuple[dict, object, object]:
+    """(numbers, data module, Lightning module): `epochs` training epochs through the real Trainer,
+    without validation; the first warms up (allocator, kernels, compilation), the others are timed."""
+    import lightning as L
+
+    from mpnn.training.build import build
+    from mpnn.training.callbacks import Throughput
+
+    datamodule, module = build(cfg)
+    throughput = Throughput()
+    trainer = L.Trainer(
+        accelerator=device.type if device.type == "cuda" else "cpu",
+        devices=1,
+        precision=cfg.trainer.precision,
+        max_epochs=epochs,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[throughput],
+    )
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    trainer.fit(module, datamodule=datamodule)
+    rate = throughput.molecules_per_s  # median over the epochs after the first
+    numbers = {
+        "molecules_per_s": rate,
+        "ms_per_step": 1000 * cfg.data.batch_size / rate,
+        "peak_memory_gib": peak_memory_gib(device),
+    }
+    return numbers, datamodule, module
+
+
+def run_baseline(datamodule, device: torch.device, steps: int, warmup: int, workers: int) -> dict:
+    """PyG's example as shipped, on the training split of `datamodule`: `steps` timed steps after `warmup`."""
+    from torch_geometric.loader import DataLoader
+
+    from mpnn.baseline import ExampleNet, MoleculeList, example_transform, to_pyg
+
+    y, _ = datamodule.training_targets()
+    mean, std = float(y.mean()), float(y.std())
+    molecules = to_pyg(datamodule.packed, datamodule.split.train, datamodule.target_column, mean, std)
+    dataset = MoleculeList(molecules, transform=example_transform())
+    loader = DataLoader(dataset, batch_size=128, shuffle=True, num_workers=workers)
+    model = ExampleNet(dataset.num_features).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    model.train()
+    done, molecules_timed, start = 0, 0, 0.0
+    while done < warmup + steps:
+        for data in loader:
+            if done == warmup:
+                synchronize(device)
+                start = time.perf_counter()
+            data = data.to(device)
+            optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(data), data.y)
+            loss.backward()
+            loss.item()  # the example accumulates loss.item() * num_graphs every step
+            optimizer.step()
+            if done >= warmup:
+                molecules_timed += data.num_graphs
+            done += 1
+            if done == warmup + steps:
+                break
+    synchronize(device)
+    elapsed = time.perf_counter() - start
+    rate = molecules_timed / elapsed
+    return {"molecules_per_s": rate, "ms_per_step": 1000 * elapsed / steps, "peak_memory_gib": peak_memory_gib(device)}
+
+
+def step_flops(module, batch, device: torch.device, precision: str) -> tuple[float, dict[str, float]]:
+    """(GFLOP, GFLOP by operator) of the matrix products of one training step (forward + backward)
+    on `batch`; element-wise work is not counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.0)  # only its zero_grad is used
+    with FlopCounterMode(display=False) as counter, autocast(device, precision):
+        module.compute_gradients(batch, optimizer)
+    by_operator = {str(op).split(".")[-1]: flops / 1e9 for op, flops in counter.get_flop_counts()["Global"].items()}
+    return counter.get_total_flops() / 1e9, by_operator
+
+
+def gflop_per_molecule(module, datamodule, device: torch.device, precision: str, batches: int = 4) -> float:
+    """Matrix-product GFLOP per training molecule, averaged over the first `batches` training batches
+    (batches padded to different sizes differ in work)."""
+    total, molecules = 0.0, 0
+    for i, (index, sizes) in enumerate(datamodule.train_dataloader()):
+        if i == batches:
+            break
+        batch = datamodule.on_after_batch_transfer((index.to(device), sizes), 0)
+        total += step_flops(module, batch, device, precision)[0]
+        molecules += batch.num_graphs
+    return total / molecules
+
+
+def step_alone(cfg: DictConfig, device: torch.device, steps: int = 400, warmup: int = 30) -> float:
+    """Molecules per second of the training step without Lightning or the DataLoader (gather on the
+    device, forward, backward, Adam, under the configured precision): the ceiling of the pipeline."""
+    from mpnn.training.build import build
+
+    datamodule, module = build(cfg)
+    module = module.to(device)
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3, fused=device.type == "cuda")
+    batches = [(index.to(device), sizes) for index, sizes in datamodule.train_dataloader()]
+    steps = min(steps, len(batches))
+    warmup = min(warmup, steps // 2)
+
+    def step(i: int) -> None:
+        with autocast(device, cfg.trainer.precision):
+            module.compute_gradients(datamodule.on_after_batch_transfer(batches[i], 0), optimizer)
+        optimizer.step()
+
+    for i in range(warmup):
+        step(i)
+    synchronize(device)
+    start = time.perf_counter()
+    for i in range(warmup, steps):
+        step(i)
+    synchronize(device)
+    return sum(len(index) for index, _ in batches[warmup:steps]) / (time.perf_counter() - start)

@@ -1,0 +1,169 @@
+"""Time to accuracy: validation MAE against seconds of training, this project's edge_net against PyG's
+QM9 example, for the same wall-clock budget on the same molecules and device.
+
+Each side trains from scratch for `budget_s` seconds of training and is evaluated on the whole
+validation split every `budget_s / evaluations` seconds (and once before training); the clock
+stops while it is evaluated. This project runs its real Lightning pipeline (the project's
+defaults and fastest path, `FAST_PATH`; constant learning rate, since a wall-clock budget has
+no known number of steps to decay over); the example runs as it ships (its DataLoader with
+per-sample transforms, NNConv + GRU + Set2Set, Adam 1e-3), also at a constant learning rate:
+its plateau schedule would not act within such a budget (patience 5 epochs).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from mpnn.bench.timing import autocast, synchronize
+
+Curve = list[tuple[float, float]]  # (training seconds, validation MAE)
+
+
+class _Clock:
+    """Training seconds with pauses for evaluation; an evaluation every `every_s`, a stop at `budget_s`."""
+
+    def __init__(self, evaluate: Callable[[], float], budget_s: float, every_s: float, device: torch.device):
+        self.evaluate, self.budget_s, self.every_s, self.device = evaluate, budget_s, every_s, device
+        self.curve: Curve = []
+        self.trained = 0.0
+        self.steps = 0
+
+    def start(self) -> None:
+        self.curve.append((0.0, self.evaluate()))
+        self._next = self.every_s
+        synchronize(self.device)
+        self._resumed = time.perf_counter()
+
+    def tick(self) -> bool:
+        """After a training step: evaluate if due; True once the budget is spent."""
+        self.steps += 1
+        synchronize(self.device)
+        elapsed = self.trained + time.perf_counter() - self._resumed
+        if elapsed < self._next and elapsed < self.budget_s:
+            return False
+        self.trained = elapsed
+        self.curve.append((elapsed, self.evaluate()))
+        self._next = (elapsed // self.every_s + 1) * self.every_s
+        synchronize(self.device)
+        self._resumed = time.perf_counter()
+        return elapsed >= self.budget_s
+
+
+class _TimedTraining(L.Callback):
+    def __init__(self, clock: _Clock):
+        self.clock = clock
+
+    def on_train_start(self, trainer, module) -> None:
+        self.clock.start()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if self.clock.tick():
+            trainer.should_stop = True
+
+
+@torch.no_grad()
+def validation_mae(module, datamodule, device: torch.device, precision: str) -> float:
+    """MAE of `module` over the whole validation split, in the target's unit."""
+    was_training = module.training
+    module.eval()
+    errors = []
+    with autocast(device, precision):
+        for index, sizes in datamodule.val_dataloader():
+            batch = datamodule.on_after_batch_transfer((index.to(device), sizes), 0)
+            errors.append((module.denormalise(module.loss(batch)[1], batch) - batch.y).abs())
+    module.train(was_training)
+    return float(torch.cat(errors).mean())
+
+
+def train_ours(cfg, device: torch.device, budget_s: float, every_s: float) -> dict:
+    """This project's pipeline for `budget_s` training seconds: its curve, steps and epochs."""
+    from mpnn.training.build import build
+
+    datamodule, module = build(cfg)
+    clock = _Clock(lambda: validation_mae(module, datamodule, device, cfg.trainer.precision), budget_s, every_s, device)
+    trainer = L.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=1,
+        precision=cfg.trainer.precision,
+        max_epochs=1_000_000,  # stopped by the clock; a finite number, for the schedule's step count
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[_TimedTraining(clock)],
+    )
+    trainer.fit(module, datamodule=datamodule)
+    return {"curve": clock.curve, "steps": clock.steps, "epochs": clock.steps / len(datamodule.train_dataloader())}
+
+
+def train_example(datamodule, device: torch.device, budget_s: float, every_s: float) -> dict:
+    """PyG's example (mpnn/baseline.py) on the same training and validation molecules."""
+    from torch_geometric.loader import DataLoader
+
+    from mpnn.baseline import ExampleNet, MoleculeList, example_transform, to_pyg
+
+    y, _ = datamodule.training_targets()
+    mean, std = float(y.mean()), float(y.std())
+
+    def molecules(rows, shuffle: bool) -> DataLoader:
+        data = to_pyg(datamodule.packed, rows, datamodule.target_column, mean, std)
+        return DataLoader(MoleculeList(data, transform=example_transform()), batch_size=128, shuffle=shuffle)
+
+    train, val = molecules(datamodule.split.train, True), molecules(datamodule.split.val, False)
+    model = ExampleNet(train.dataset.num_features).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+
+    @torch.no_grad()
+    def evaluate() -> float:
+        model.eval()
+        error = sum(float((model(d.to(device)) - d.y).abs().sum()) for d in val) * std / len(val.dataset)
+        model.train()
+        return error
+
+    clock = _Clock(evaluate, budget_s, every_s, device)
+    clock.start()
+    while True:
+        for data in train:
+            data = data.to(device)
+            optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(data), data.y)
+            loss.backward()
+            optimizer.step()
+            if clock.tick():
+                return {"curve": clock.curve, "steps": clock.steps, "epochs": clock.steps / len(train)}
+
+
+def seconds_to(curve: Curve, mae: float) -> float | None:
+    """Training seconds at the first evaluation with validation MAE <= `mae` (None: not within the budget)."""
+    return next((seconds for seconds, value in curve if value <= mae), None)
+
+
+def draw(curves: dict[str, Curve], unit: str, chemical_accuracy: float | None, ratio: float, path: Path) -> None:
+    """Validation MAE against training seconds, one line per side, and the error ratio compared."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, curve in curves.items():
+        seconds, mae = zip(*curve)
+        ax.plot(seconds, mae, marker="o", markersize=3, label=label)
+    if chemical_accuracy:
+        ax.axhline(ratio * chemical_accuracy, color="grey", linestyle="--", linewidth=1)
+        ax.text(ax.get_xlim()[1], ratio * chemical_accuracy, f" error ratio {ratio:.2f}", va="bottom", ha="right")
+    ax.set_yscale("log")
+    ax.set_xlabel("training seconds (evaluation excluded)")
+    ax.set_ylabel(f"validation MAE ({unit})")
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
