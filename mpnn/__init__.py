@@ -1,7 +1,7 @@
 """mpnn-qm9: Gilmer et al.'s message passing neural networks on QM9, in PyTorch Geometric.
 
-    from mpnn import load_checkpoint
-    model = load_checkpoint("best.ckpt")      # ready to predict in physical units
+from mpnn import load_checkpoint
+model = load_checkpoint("best.ckpt")      # ready to predict in physical units
 """
 
 from __future__ import annotations

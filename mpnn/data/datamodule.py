@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mpnn.data import cache
 from mpnn.data.buckets import BucketBatchSampler, SplitBatch, bucket_bounds
+from mpnn.data.cache import PackedQM9, ensure_built, load_or_build
 from mpnn.data.features import atom_table
 from mpnn.data.graphs import GraphQM9
 from mpnn.data.padded import PaddedQM9
@@ -110,18 +110,18 @@ class QM9DataModule(L.LightningDataModule):
         # the smallest bound that holds it.
         self.pad_sizes: np.ndarray | None = None
         self.dataset: PaddedQM9 | GraphQM9 | None = None
-        self.packed: cache.PackedQM9 | None = None
+        self.packed: PackedQM9 | None = None
         self.split: Split | None = None
         self.cache_file: Path | None = None
         self.split_file: Path | None = None
 
     def prepare_data(self) -> None:
-        cache.ensure_built(self.root)
+        ensure_built(self.root)
 
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is not None:
             return
-        self.packed, self.cache_file = cache.load_or_build(self.root)
+        self.packed, self.cache_file = load_or_build(self.root)
         self.dataset = molecule_store(self.packed, self.spec, self.backend)
         self.split_file = self.cache_file.with_name(f"{self.cache_file.stem}_split_seed{self.split_seed}.npy")
         permutation = load_or_create_permutation(self.split_file, len(self.packed), self.split_seed)
@@ -168,9 +168,7 @@ class QM9DataModule(L.LightningDataModule):
             num_atoms = self.dataset.num_atoms.numpy()[indices]
             sampler = BucketBatchSampler(num_atoms, self.pad_sizes, batch_size, shuffle, drop_last, seed)
             batching = {"batch_sampler": sampler}
-        return DataLoader(
-            _Indices(indices), collate_fn=self._collate, pin_memory=torch.cuda.is_available(), **batching
-        )
+        return DataLoader(_Indices(indices), collate_fn=self._collate, pin_memory=torch.cuda.is_available(), **batching)
 
     def train_dataloader(self) -> DataLoader:
         if self.bucketing and self.trainer is not None and self.trainer.world_size > 1:
@@ -199,14 +197,14 @@ class QM9DataModule(L.LightningDataModule):
         return self.dataset.gather(index, sizes)
 
 
-def molecule_store(packed: cache.PackedQM9, spec: DataSpec, backend: str) -> PaddedQM9 | GraphQM9:
+def molecule_store(packed: PackedQM9, spec: DataSpec, backend: str) -> PaddedQM9 | GraphQM9:
     """The molecules of `packed` as the backend batches them, with the target of `spec`."""
     y = packed.targets[:, TARGET_NAMES.index(spec.target)]
     table = atom_table(packed, spec.explicit_h)
     return PaddedQM9(table, y) if backend == "dense" else GraphQM9(table, y, packed.index, spec)
 
 
-def element_counts(packed: cache.PackedQM9) -> np.ndarray:
+def element_counts(packed: PackedQM9) -> np.ndarray:
     """(molecules, MAX_Z + 1) count of each element in each molecule, as the scaler counts a batch's."""
     molecule = torch.from_numpy(np.repeat(np.arange(len(packed)), packed.num_atoms.astype(np.int64)))
     z = torch.from_numpy(packed.z.astype(np.int64))

@@ -19,8 +19,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data, InMemoryDataset
 
-from mpnn.data import cache
-from mpnn.data.cache import PackedQM9
+from mpnn.data.cache import PackedQM9, load_or_build
 from mpnn.data.features import NODE_FEATURES, atom_table
 from mpnn.data.graphs import directed_bonds
 from mpnn.data.spec import NUM_BOND_TYPES
@@ -56,7 +55,7 @@ class QM9Dataset(InMemoryDataset):
     ):
         super().__init__(str(root), transform, pre_transform, pre_filter, log=False)
         if packed is None:
-            packed, _ = cache.load_or_build(root)
+            packed, _ = load_or_build(root)
         self._data, self.slices = storage(packed)
         if pre_transform is not None or pre_filter is not None:  # per molecule, as PyG's process() does
             molecules = [self.get(i) for i in range(len(self))]
