@@ -52,7 +52,8 @@ def test_multirun_sweep_then_compare(tmp_path, packed):
     saved = [np.load(d / "test_predictions.npz") for d in sorted(sweep.iterdir()) if _target_of(d) == "mu"]
     assert np.array_equal(saved[0]["index"], saved[1]["index"])
     ensemble = np.abs((saved[0]["prediction"] + saved[1]["prediction"]) / 2 - saved[0]["target"]).mean()
-    assert ensemble <= statistics.mean(mu_mae) + 1e-9  # |mean error| <= mean |error|, molecule by molecule
+    # |mean error| <= mean |error|, molecule by molecule (float32 predictions: a relative tolerance)
+    assert ensemble <= statistics.mean(mu_mae) * (1 + 1e-6)
     ensemble_line = lines[lines.index(summary) + 1]
     expected = f"ensemble of 2: test MAE {ensemble:.4g} D  error ratio {ensemble / 0.1:.3g} (paper ens5: 0.20)"
     assert expected in ensemble_line
