@@ -20,7 +20,7 @@ def test_benchmark_quick_cpu(packed):
     numbers = json.loads(lines[-2])
     assert lines[-1] == f"speedup: {numbers['speedup']:.1f}"
     assert numbers["speedup"] >= 3, lines
-    assert "this project's path: precision bf16-mixed, bucketing True, static shapes False" in lines
+    assert "this project's path: precision bf16-mixed, batch parts 4, bucketing False, static shapes False" in lines
     gflops = next(line for line in lines if line.startswith("GFLOP/s: "))
     achieved, share = re.match(
         r"GFLOP/s: (\d+) achieved .* (\d+)% of the measured bf16 matmul peak; peak fp32", gflops
@@ -35,7 +35,7 @@ def test_step_throughput_trains_the_benchmark_step(packed):
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.fullmatch(r"step alone \(cpu\): [1-9]\d* molecules/s", result.stdout.strip().splitlines()[-1])
     flops = run_script(
-        "scripts/benchmark.py", "--flops", "data.subset=2000", "data.static_shapes=true", "data.bucketing=false"
+        "scripts/benchmark.py", "--flops", "data.subset=2000", "data.static_shapes=true", "data.batch_parts=1"
     )
     assert re.match(r"one step \(forward \+ backward\), GFLOP: 53\.\d\d ", flops.stdout.strip().splitlines()[-1])
 
