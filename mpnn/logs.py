@@ -23,8 +23,11 @@ def quiet_logs() -> None:
     import lightning  # noqa: F401  (importing it adds its handler, which is removed here)
 
     package = logging.getLogger("lightning")
-    for handler in list(package.handlers):
-        package.removeHandler(handler)
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):  # each may own a console handler
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
     handlers = logging.getLogger().handlers
     if not handlers:  # no Hydra job logging: one plain console handler for Lightning's lines
         handlers = [logging.StreamHandler()]
