@@ -20,6 +20,7 @@ def test_benchmark_quick_cpu(packed):
     numbers = json.loads(lines[-2])
     assert lines[-1] == f"speedup: {numbers['speedup']:.1f}"
     assert numbers["speedup"] >= 3, lines
+    assert "Tip:" not in result.stdout + result.stderr  # Lightning's advertisements are dropped
     assert "this project's path: precision bf16-mixed, batch parts 4, bucketing False, static shapes False" in lines
     gflops = next(line for line in lines if line.startswith("GFLOP/s: "))
     achieved, share = re.match(
