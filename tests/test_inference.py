@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mpnn.inference import load_checkpoint, run_checkpoint
-from tests.conftest import REPO, run_script, train
+from tests.conftest import run_script, train
 from tests.test_predict import as_xyz
 
 pytestmark = pytest.mark.slow
@@ -50,7 +50,9 @@ def test_a_checkpoint_carrying_a_pickled_object_is_refused(finished_run, tmp_pat
     torch.save(checkpoint, unsafe)
     with pytest.raises(ValueError, match="holds pickled Python objects, which could run code when loaded; refusing"):
         load_checkpoint(unsafe)
-    refused = run_script("scripts/predict.py", "--checkpoint", str(unsafe), "--xyz", str(REPO / "README.md"))
+    molecules = tmp_path / "molecules.xyz"
+    molecules.write_text(as_xyz(np.load(finished_run / "test_predictions.npz")["index"][:2])[0])
+    refused = run_script("scripts/predict.py", "--checkpoint", str(unsafe), "--xyz", str(molecules))
     assert refused.returncode != 0 and "refusing it" in refused.stderr
 
 
