@@ -47,9 +47,16 @@ def _results(paths: list[str | Path]) -> list[dict]:
 
 
 def unfinished(paths: list[str | Path]) -> list[Path]:
-    """Run directories (those Hydra wrote a .hydra/ into) under the given directories that hold no
-    results.json: failed, interrupted or still running, and so missing from any comparison."""
-    runs = {hydra.parent for path in map(Path, paths) if path.is_dir() for hydra in path.rglob(".hydra")}
+    """Run directories under the given directories that hold no results.json: failed, interrupted or
+    still running, and so missing from any comparison. A run directory holds `.hydra/` (written once
+    a start is accepted) or `console.log` (a gpu_pool job's output, written also for a refused start)."""
+    runs = {
+        marker.parent
+        for path in map(Path, paths)
+        if path.is_dir()
+        for name in (".hydra", "console.log")
+        for marker in path.rglob(name)
+    }
     return sorted(run for run in runs if not (run / "results.json").exists())
 
 
