@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mpnn.data.batch import with_float_dtype
 from mpnn.data.cache import PackedQM9, pack
 from mpnn.data.datamodule import molecule_store
 from mpnn.data.graphs import GraphQM9
@@ -90,9 +91,10 @@ def predict(model: MoleculeModel, store: PaddedQM9 | GraphQM9, rows: np.ndarray,
     """Predictions in physical units (float64) for dataset rows `rows` of a store built for the
     model (`mpnn.data.datamodule.molecule_store`), on the model's device."""
     model.eval()
-    device = next(model.parameters()).device
+    weight = next(model.parameters())
     chunks = [torch.as_tensor(rows[i : i + batch_size], dtype=torch.long) for i in range(0, len(rows), batch_size)]
-    return np.concatenate([model.predict(store.gather(chunk.to(device))).cpu().numpy() for chunk in chunks])
+    batches = (with_float_dtype(store.gather(chunk.to(weight.device)), weight.dtype) for chunk in chunks)
+    return np.concatenate([model.predict(batch).cpu().numpy() for batch in batches])
 
 
 def predict_packed(model: MoleculeModel, packed: PackedQM9, batch_size: int = 512) -> np.ndarray:

@@ -8,8 +8,14 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_seeded_run_gives_the_same_validation_mae_on_both_backends(tmp_path, packed):
-    """2 epochs on 2,000 molecules, CPU, same seed: validation MAE within 1e-4 (relative) on both."""
-    settings = ("model=edge_net", "target=mu", "data.subset=2000", "trainer.max_epochs=2", "logger=csv")
+    """2 epochs on 2,000 molecules, CPU, same seed: validation MAE within 1e-4 (relative) on both.
+
+    In float64: the backends sum in different orders, and early training amplifies float32's
+    rounding differences (1e-7 after the first step) to 1e-3 within ten steps."""
+    settings = (
+        "model=edge_net", "target=mu", "data.subset=2000", "trainer.max_epochs=2", "logger=csv",
+        "trainer.precision=64-true",
+    )  # fmt: skip
     dense = train(tmp_path / "dense", *settings, "backend=dense")
     pyg = train(tmp_path / "pyg", *settings, "backend=pyg")
     assert dense["backend"] == "dense" and pyg["backend"] == "pyg"
