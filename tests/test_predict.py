@@ -28,7 +28,6 @@ def as_xyz(rows: np.ndarray) -> tuple[str, list[str]]:
     return "\n".join(blocks) + "\n", [smiles[int(packed.index[row])] for row in rows]
 
 
-@pytest.mark.parametrize("model", [("model=edge_net",), ("experiment=ggnn_no_distance", "data.explicit_h=false")])
 def dataset_predictions(run_dir: Path, rows: np.ndarray) -> np.ndarray:
     """The run's best model on dataset rows, through the dataset path (the cache, not XYZ)."""
     from mpnn.data import cache
@@ -42,6 +41,7 @@ def first_test_rows(run_dir: Path, count: int) -> np.ndarray:
     return np.load(run_dir / "test_predictions.npz")["index"][:count]
 
 
+@pytest.mark.parametrize("model", [("model=edge_net",), ("experiment=ggnn_no_distance", "data.explicit_h=false")])
 def test_xyz_predictions_equal_the_dataset_path(model, tmp_path, packed):
     run_dir = tmp_path / "run"
     train(run_dir, *model, "logger=none", "data.subset=600", "trainer.max_epochs=1")
