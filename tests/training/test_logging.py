@@ -24,7 +24,8 @@ def test_a_run_prints_no_line_twice_and_no_advertisement(tmp_path, packed):
 
 
 def test_the_learning_rate_reaches_the_logger(tmp_path, packed):
-    train(tmp_path / "run", "data.subset=300", "trainer.max_epochs=2", "logger=csv", "schedule=linear_decay")
+    train(tmp_path / "run", "data.subset=300", "trainer.max_epochs=2", "logger=csv", "schedule=linear_decay",
+          "schedule.decay_start=0")  # fmt: skip
     with open(tmp_path / "run" / "csv" / "metrics.csv") as handle:
         rates = [float(row["lr-Adam"]) for row in csv.DictReader(handle) if row.get("lr-Adam")]
     assert len(rates) == 2 and rates[0] == pytest.approx(1e-3) and rates[1] < rates[0]
