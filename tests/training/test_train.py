@@ -89,7 +89,9 @@ def config_choices():
     choices = []
     for group in ("model", "model/message", "model/readout", "experiment"):
         for path in sorted((REPO / "conf" / group).glob("*.yaml")):
-            extra = ("data.edges=distance_bins",) if group == "model/message" else SMALL_MODELS.get(path.stem, ())
+            # The zoo's recipes (experiment=schnet_qm9, ...) run their model small, like model=schnet.
+            small = SMALL_MODELS.get(path.stem.removesuffix("_qm9"), ())
+            extra = ("data.edges=distance_bins",) if group == "model/message" else small
             choices.append((f"{group}={path.stem}", *extra))
     return choices
 
