@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,15 @@ def train(run_dir: Path, *overrides: str) -> dict:
     result = run_script("train.py", *overrides, f"hydra.run.dir={run_dir}", "trainer.accelerator=cpu")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return json.loads((run_dir / "results.json").read_text())
+
+
+def kill_after_first_checkpoint(command: list[str], run_dir: Path, timeout: float = 300) -> Path:
+    """Start a training command, kill it (SIGKILL) once its last.ckpt exists; the checkpoint's path."""
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + timeout
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    return last

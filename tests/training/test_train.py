@@ -3,14 +3,12 @@
 import csv
 import json
 import math
-import subprocess
 import sys
-import time
 
 import pytest
 
 from mpnn.training.wandb_offline import offline_summary
-from tests.conftest import DATA_ROOT, REPO, SMALL_MODELS, run_script, train
+from tests.conftest import DATA_ROOT, REPO, SMALL_MODELS, kill_after_first_checkpoint, run_script, train
 
 pytestmark = pytest.mark.slow
 
@@ -190,13 +188,7 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, packed):
     out = tmp_path / "run"
     settings = ["data.subset=300", "data.batch_size=32", "trainer.max_epochs=12", "logger=csv"]
     command = [sys.executable, str(REPO / "train.py"), *settings, f"hydra.run.dir={out}", "trainer.accelerator=cpu"]
-    first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = out / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 300
-    while not last.exists() and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    first.kill()
-    first.wait()
+    last = kill_after_first_checkpoint(command, out)
     assert last.exists() and not (out / "results.json").exists()  # interrupted after 1 of 12 epochs or so
 
     refused = run_script("train.py", *settings, f"hydra.run.dir={out}", "trainer.accelerator=cpu")

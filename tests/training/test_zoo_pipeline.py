@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ import torch
 
 from mpnn.published import PUBLISHED_MAE
 from mpnn.training.wandb_offline import offline_summary
-from tests.conftest import REPO, run_script, train
+from tests.conftest import REPO, kill_after_first_checkpoint, run_script, train
 
 RUN = ("target=u0", "data.subset=300", "trainer.max_epochs=1", "trainer.accelerator=cpu")
 # Keys every zoo model has: one sweep shrinks all of them (SchNet keeps 6 interactions, ViSNet 9 layers).
@@ -144,13 +142,7 @@ def test_a_killed_zoo_run_resumes(tmp_path, packed):
     small = ("model=schnet", *SMALL_ZOO, "model.num_interactions=2", "model.num_filters=16", "model.num_gaussians=16")
     settings = [*small, *RUN[:2], "data.batch_size=32", "trainer.max_epochs=3", "logger=csv"]
     command = [sys.executable, str(REPO / "train.py"), *settings, f"hydra.run.dir={out}", "trainer.accelerator=cpu"]
-    first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = out / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 300
-    while not last.exists() and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    first.kill()
-    first.wait()
+    last = kill_after_first_checkpoint(command, out)
     assert last.exists() and not (out / "results.json").exists()
 
     results = train(out, *settings, "resume=true")
