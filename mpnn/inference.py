@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mpnn.data.batch import with_float_dtype
 from mpnn.data.cache import PackedQM9, pack
 from mpnn.data.datamodule import molecule_store
 from mpnn.data.graphs import GraphQM9
@@ -93,7 +92,7 @@ def predict(model: MoleculeModel, store: PaddedQM9 | GraphQM9, rows: np.ndarray,
     model.eval()
     weight = next(model.parameters())
     chunks = [torch.as_tensor(rows[i : i + batch_size], dtype=torch.long) for i in range(0, len(rows), batch_size)]
-    batches = (with_float_dtype(store.gather(chunk.to(weight.device)), weight.dtype) for chunk in chunks)
+    batches = (store.gather(chunk.to(weight.device), dtype=weight.dtype) for chunk in chunks)
     return np.concatenate([model.predict(batch).cpu().numpy() for batch in batches])
 
 

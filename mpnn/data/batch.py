@@ -6,7 +6,6 @@ message passing runs as batched matrix products. The PyG path uses `torch_geomet
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -44,16 +43,3 @@ class SparseEdges:
 
     edge_index: torch.Tensor
     edge_attr: torch.Tensor
-
-
-def with_float_dtype(batch, dtype: torch.dtype):
-    """A `MoleculeBatch` or PyG `Batch` with its floating-point tensors in `dtype` (batches are stored in
-    float32; a float64 model, `trainer.precision=64-true`, needs them in float64)."""
-    if isinstance(batch, MoleculeBatch):
-        floats = {
-            field.name: value.to(dtype)
-            for field in dataclasses.fields(batch)
-            if torch.is_tensor(value := getattr(batch, field.name)) and value.is_floating_point()
-        }
-        return dataclasses.replace(batch, **floats)
-    return batch.apply(lambda tensor: tensor.to(dtype) if tensor.is_floating_point() else tensor)

@@ -184,17 +184,30 @@ class QM9DataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.split.test, self.eval_batch_size, shuffle=False)
 
-    def batch(self, indices: np.ndarray | torch.Tensor, device: torch.device | str = "cpu"):
-        """A batch of the given molecules (dataset rows) on `device`, for diagnostics and notebooks."""
+    def batch(
+        self, indices: np.ndarray | torch.Tensor, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ):
+        """A batch of the given molecules (dataset rows) on `device`, features and coordinates in
+        `dtype`, for diagnostics and notebooks."""
         index, sizes = self._collate(np.asarray(indices), split=False)
-        return self.on_after_batch_transfer((index.to(device), sizes), 0)
+        return self._gather(index.to(device), sizes, dtype)
 
     def on_after_batch_transfer(self, batch: tuple, dataloader_idx: int):
         index, sizes = batch
+        return self._gather(index, sizes, self._float_dtype())
+
+    def _float_dtype(self) -> torch.dtype:
+        """float64 for a float64 model (`trainer.precision=64-true`), else float32 (also under bf16-mixed,
+        whose autocast casts inside the model). Batches are built in it rather than cast afterwards: edge
+        features computed in float32 and cast would differ from the dense path's, computed in the model."""
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        return torch.float64 if module is not None and module.dtype == torch.float64 else torch.float32
+
+    def _gather(self, index: torch.Tensor, sizes, dtype: torch.dtype):
         if isinstance(self.dataset, PaddedQM9) and isinstance(sizes, tuple):
             parts = index.tensor_split(len(sizes))
-            return SplitBatch([self.dataset.gather(part, n) for part, n in zip(parts, sizes)])
-        return self.dataset.gather(index, sizes)
+            return SplitBatch([self.dataset.gather(part, n, dtype) for part, n in zip(parts, sizes)])
+        return self.dataset.gather(index, sizes, dtype)
 
 
 def molecule_store(packed: PackedQM9, spec: DataSpec, backend: str) -> PaddedQM9 | GraphQM9:

@@ -216,7 +216,7 @@ class PredictionDynamics(L.Callback):
         if trainer.sanity_checking:
             return
         datamodule = trainer.datamodule
-        batch = module.in_model_dtype(datamodule.batch(datamodule.split.val[: self.num_molecules], module.device))
+        batch = datamodule.batch(datamodule.split.val[: self.num_molecules], module.device, module.dtype)
         was_training = module.training
         module.eval()
         self.history.append(module.model.predict(batch).cpu().numpy())

@@ -29,7 +29,6 @@ from hydra.utils import instantiate
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MeanAbsoluteError
 
-from mpnn.data.batch import with_float_dtype
 from mpnn.data.buckets import SplitBatch
 from mpnn.data.spec import DataSpec
 from mpnn.models.factory import build_model
@@ -156,17 +155,7 @@ class RegressionModule(L.LightningModule):
                 "use bf16-mixed (bf16 matrix products, float32 weights) or 32-true"
             )
 
-    def in_model_dtype(self, batch):
-        """The batch's floating-point tensors in float64 when the weights are (`trainer.precision=64-true`,
-        for exact comparisons); unchanged otherwise."""
-        if self.dtype != torch.float64:
-            return batch
-        if isinstance(batch, SplitBatch):
-            return SplitBatch([with_float_dtype(part, torch.float64) for part in batch.parts])
-        return with_float_dtype(batch, torch.float64)
-
     def training_step(self, batch, batch_idx: int) -> None:
-        batch = self.in_model_dtype(batch)
         optimizer = self.optimizers()
         loss = self.compute_gradients(batch, optimizer)
         optimizer.step()
@@ -183,7 +172,6 @@ class RegressionModule(L.LightningModule):
         self._train_loss_sum, self._train_molecules = torch.zeros((), device=self.device), 0
 
     def _evaluate(self, batch, stage: str) -> None:
-        batch = self.in_model_dtype(batch)
         loss, prediction = self.loss(batch)
         metric = self.metrics[f"{stage}_mae"]
         metric.update(self.denormalise(prediction, batch).float(), batch.y.float())

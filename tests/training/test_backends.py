@@ -1,29 +1,62 @@
-"""backend=dense and backend=pyg are one pipeline: the same run gives the same numbers on both."""
+"""backend=dense and backend=pyg are one pipeline: the same run gives the same numbers on both.
 
+How equal "the same" can be is set by training itself: it amplifies rounding. In float64, a
+perturbation of the initial weights by one part in 10^15 grows to relative loss differences
+above 1e-4 within two epochs of the 2,000-molecule run (`test_training_amplifies_rounding`).
+The two backends sum in different orders (padded matrix products vs gathers and scatters), so
+their runs agree to 1e-4 through the first epoch and then differ as much as two runs of one
+backend whose weights differ in the last bit.
+"""
+
+import copy
+
+import numpy as np
 import pytest
+import torch
 
-from tests.conftest import run_script, train
+from mpnn.cli import compose
+from mpnn.training.build import build
+from tests.conftest import DATA_ROOT, run_script, train
 
 pytestmark = pytest.mark.slow
+SETTINGS = ("model=edge_net", "target=mu", "data.subset=2000")
 
 
 def test_a_seeded_run_gives_the_same_validation_mae_on_both_backends(tmp_path, packed):
-    """2 epochs on 2,000 molecules, CPU, same seed, float64: validation MAE within 1% on both.
-
-    Issue 12 asks for 1e-4; measured on 2026-12-02 the two backends differed by 0.2% after the
-    first epoch, in float64 too, so the cause is not float32 rounding alone and is still open (the
-    models agree to 1e-10 on the same weights and batch, tests/models/test_mpnn.py)."""
-    settings = (
-        "model=edge_net", "target=mu", "data.subset=2000", "trainer.max_epochs=2", "logger=csv",
-        "trainer.precision=64-true",
-    )  # fmt: skip
+    """2 epochs on 2,000 molecules, CPU, same seed, float64: validation MAE within 1e-4 after the first
+    epoch (measured 2026-12-02: 8e-6), within 1% after the second (measured 0.2%: see the module's docstring)."""
+    settings = (*SETTINGS, "trainer.max_epochs=2", "logger=csv", "trainer.precision=64-true")
     dense = train(tmp_path / "dense", *settings, "backend=dense")
     pyg = train(tmp_path / "pyg", *settings, "backend=pyg")
     assert dense["backend"] == "dense" and pyg["backend"] == "pyg"
-    for a, b in zip(dense["val_mae_per_epoch"], pyg["val_mae_per_epoch"], strict=True):
-        assert abs(a - b) <= 1e-2 * a
+    (dense_first, dense_second), (pyg_first, pyg_second) = dense["val_mae_per_epoch"], pyg["val_mae_per_epoch"]
+    assert pyg_first == pytest.approx(dense_first, rel=1e-4)
+    assert pyg_second == pytest.approx(dense_second, rel=1e-2)
     assert pyg["test_mae"] == pytest.approx(dense["test_mae"], rel=1e-2)
     assert pyg["test_error_ratio"] == pytest.approx(pyg["test_mae"] / 0.1, rel=1e-6)
+
+
+def test_training_amplifies_rounding(packed):
+    """Two float64 runs of the dense backend on the same batches, the second's initial weights scaled by
+    1 + 1e-15: the losses part by more than 1e-4 (relative) within the two epochs of the run above."""
+    datamodule, module = build(compose([f"paths.data_dir={DATA_ROOT}", "logger=none", *SETTINGS]))
+    runs = [module.double(), copy.deepcopy(module).double()]
+    with torch.no_grad():
+        for weight in runs[1].parameters():
+            weight.mul_(1 + 1e-15)
+    optimizers = [torch.optim.Adam(run.parameters(), lr=1e-3) for run in runs]
+    rng = np.random.default_rng(0)
+    order = np.concatenate([rng.permutation(datamodule.split.train) for _epoch in range(2)])
+    differences = []
+    for step in range(len(order) // 128):
+        batch = datamodule.batch(order[step * 128 : (step + 1) * 128], dtype=torch.float64)
+        losses = []
+        for run, optimizer in zip(runs, optimizers):
+            losses.append(run.compute_gradients(batch, optimizer).item())
+            optimizer.step()
+        differences.append(abs(losses[0] - losses[1]) / losses[0])
+    assert max(differences[:3]) < 1e-12  # the perturbation starts at the rounding level
+    assert max(differences) > 1e-4, differences
 
 
 def test_a_model_that_lacks_a_backend_is_refused_by_name(tmp_path):
