@@ -3,15 +3,13 @@
 import pytest
 from omegaconf import OmegaConf
 
-from mpnn.cli import CONF_DIR
+from mpnn.cli import compose
 from mpnn.data.spec import DataSpec
 from mpnn.models.factory import build_model, resolve_backend
 
 
 def model_config(name: str) -> dict:
-    config = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
-    config.pop("defaults", None)
-    return OmegaConf.to_container(config)
+    return OmegaConf.to_container(compose([f"model={name}"]).model, resolve=True)
 
 
 def test_auto_picks_each_models_fastest_backend():

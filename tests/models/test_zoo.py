@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from torch_geometric.data import Batch, Data
 
+from mpnn.cli import compose
 from mpnn.data.cache import load
 from mpnn.data.spec import DataSpec
 from mpnn.models.dimenet import DimeNetPlusPlusModel
@@ -193,7 +193,7 @@ def test_dimenet_output_initialisation_follows_the_reference_per_target():
     ],
 )
 def test_config_builds_the_published_model(molecules, name, cls, size):
-    cfg = OmegaConf.load(REPO / "conf" / "model" / f"{name}.yaml")
+    cfg = compose([f"model={name}"]).model
     if name == "dimenet_pp":  # its full basis (7 x 6) takes about 20 s of sympy to build on CPU
         cfg.num_spherical, cfg.num_radial = 2, 2
     # _convert_="object": Hydra would otherwise hand the DataSpec over as a DictConfig, without `pooling`.
@@ -202,6 +202,13 @@ def test_config_builds_the_published_model(molecules, name, cls, size):
     with torch.no_grad():
         out = model(collate(molecules[:2], torch.float32))
     assert out.shape == (2,) and torch.isfinite(out).all()
+
+
+def test_visnet_brings_the_batch_sizes_it_fits_in():
+    """At the paper size, ViSNet needs more than 20 GB for one CPU step at the default batch of 128."""
+    assert (compose(["model=visnet"]).data.batch_size, compose(["model=edge_net"]).data.batch_size) == (32, 128)
+    assert compose(["model=visnet"]).data.eval_batch_size == 128
+    assert compose(["model=visnet", "data.batch_size=8"]).data.batch_size == 8  # the command line wins
 
 
 def test_published_numbers_are_in_project_units():
