@@ -55,8 +55,10 @@ def test_training_amplifies_rounding(packed):
             losses.append(run.compute_gradients(batch, optimizer).item())
             optimizer.step()
         differences.append(abs(losses[0] - losses[1]) / losses[0])
+        if differences[-1] > 1e-4:
+            break
     assert max(differences[:3]) < 1e-12  # the perturbation starts at the rounding level
-    assert max(differences) > 1e-4, differences
+    assert differences[-1] > 1e-4, differences  # and has grown past 1e-4 within the two epochs
 
 
 def test_a_model_that_lacks_a_backend_is_refused_by_name(tmp_path):
