@@ -2,7 +2,8 @@
 
 Each check builds the configured model and data exactly as train.py does and answers one
 question: is the loss at initialisation right, does a trivial baseline lose, do the inputs carry
-signal, can the model fit one batch, does each prediction depend only on its own molecule?
+signal, can the model fit one batch, does each prediction depend only on its own molecule, and
+(the paper's MPNN) are messages on the scale the GRU can use (`mpnn.message_scale`)?
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from omegaconf import DictConfig
 
 from mpnn.data.batch import MoleculeBatch
 from mpnn.data.datamodule import QM9DataModule
+from mpnn.message_scale import message_scale
 from mpnn.training.build import build
 from mpnn.training.module import RegressionModule
 
@@ -143,6 +145,8 @@ def diagnose(cfg: DictConfig, train_steps: int = 100, overfit_steps: int = 200, 
         "overfit_steps": overfit_steps,
         "overfit_molecules": overfit_size,
     }
+    clip = cfg.optim.gradient_clip_val
+    report["message_scale"] = message_scale(module, train_batches, val_batches[:1], train_steps, lr, clip)
     report["warnings"] = warnings(report)
     return report
 
@@ -159,4 +163,35 @@ def warnings(report: dict) -> list[str]:
         found.append(f"could not overfit one batch (loss {report['overfit_one_batch_loss']:.3g})")
     if not report["batch_independence"]:
         found.append("a molecule's prediction depends on other molecules in its batch")
+    found += message_scale_warnings(report.get("message_scale") or {})
+    return found
+
+
+SATURATED_LIMIT = 0.5  # more than half of a GRU gate's pre-activations on the flat part of its activation
+MESSAGE_TO_STATE_LIMIT = 10.0
+
+
+def message_scale_warnings(scale: dict) -> list[str]:
+    """What `mpnn.message_scale` found that stalls training (docs/TRAINING.md). Saturation is judged at
+    initialisation only: a trained GRU saturates some gates on purpose (70-90% after 100 steps in runs
+    that learn well)."""
+    found = []
+    steps = scale.get("at_init", [])
+    if steps:
+        worst = max(steps, key=lambda s: max(s["saturated_reset"], s["saturated_update"], s["saturated_candidate"]))
+        saturated = max(worst["saturated_reset"], worst["saturated_update"], worst["saturated_candidate"])
+        ratio = max(s["message_to_state"] for s in steps)
+        if saturated > SATURATED_LIMIT or ratio > MESSAGE_TO_STATE_LIMIT:
+            found.append(
+                f"at initialisation messages reach {ratio:.3g}x the node states and {saturated:.0%} of a GRU "
+                f"gate's pre-activations saturate (step {worst['step']}): the update cannot use them; see "
+                "docs/TRAINING.md (model.message.sum_scale)"
+            )
+    readout = scale.get("readout")
+    if readout and not readout["loss_without_states"] > 1.05 * readout["loss"]:
+        found.append(
+            f"after {scale['training_steps']} steps the readout does as well without h_T (loss "
+            f"{readout['loss_without_states']:.3g} vs {readout['loss']:.3g}): message passing has not helped yet; "
+            "if a longer run shows the same, it carries nothing the readout uses"
+        )
     return found

@@ -39,9 +39,31 @@ def main(argv: list[str] | None = None) -> int:
         f"({report['overfit_molecules']} molecules, {report['overfit_steps']} steps; should approach 0)"
     )
     print(f"batch_independence      {report['batch_independence']}")
+    print_message_scale(report["message_scale"])
     for warning in report["warnings"]:
         print(f"WARNING: {warning}")
     return 0
+
+
+def print_message_scale(scale: dict) -> None:
+    """Per message passing step: message and state RMS and saturated GRU pre-activations; gradients."""
+    if not scale:
+        return
+    print("message scale (the paper's MPNN; docs/TRAINING.md):")
+    print("  when     step  |m| rms  |h| rms  m/h    saturated: reset  update  candidate")
+    for when, label in (("at_init", "init"), ("trained", f"{scale['training_steps']} st")):
+        for s in scale[when]:
+            print(
+                f"  {label:<8} {s['step']:>4}  {s['message_rms']:>7.3g}  {s['state_rms']:>7.3g}  "
+                f"{s['message_to_state']:>5.3g}  {s['saturated_reset']:>16.0%}  {s['saturated_update']:>6.0%}  "
+                f"{s['saturated_candidate']:>9.0%}"
+            )
+    training = scale["training"]
+    norms = ", ".join(f"{part} {value:.3g}" for part, value in training["gradient_norm"].items())
+    print(f"  gradient norm per part (mean over steps): {norms}")
+    print(f"  clipping bound on {training['clipped_fraction']:.0%} of the steps")
+    readout = scale["readout"]
+    print(f"  readout loss with h_T {readout['loss']:.4g}, without (x alone) {readout['loss_without_states']:.4g}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ similar size.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import lightning as L
@@ -126,6 +127,9 @@ class QM9DataModule(L.LightningDataModule):
         self.split_file = self.cache_file.with_name(f"{self.cache_file.stem}_split_seed{self.split_seed}.npy")
         permutation = load_or_create_permutation(self.split_file, len(self.packed), self.split_seed)
         self.split = make_split(permutation, self.subset, self.train_size)
+        self.spec = dataclasses.replace(
+            self.spec, mean_neighbours=mean_neighbours(self.dataset, self.split.train, self.spec.complete_graph)
+        )
         if isinstance(self.dataset, PaddedQM9):
             if self.bucketing:  # bounds fitted on the training split; the last one fits every molecule
                 num_atoms = self.dataset.num_atoms.numpy()
@@ -215,6 +219,15 @@ def molecule_store(packed: PackedQM9, spec: DataSpec, backend: str) -> PaddedQM9
     y = packed.targets[:, TARGET_NAMES.index(spec.target)]
     table = atom_table(packed, spec.explicit_h)
     return PaddedQM9(table, y) if backend == "dense" else GraphQM9(table, y, packed.index, spec)
+
+
+def mean_neighbours(store: PaddedQM9 | GraphQM9, rows: np.ndarray, complete_graph: bool) -> float:
+    """Incoming edges per atom over the molecules `rows` of a store (the training split, for
+    `model.message.sum_scale=auto`): every other atom on a complete graph, else the bonded ones."""
+    rows = torch.as_tensor(np.asarray(rows), dtype=torch.long)
+    atoms = store.num_atoms[rows].double()
+    edges = atoms * (atoms - 1) if complete_graph else store.num_bonds[rows].double()
+    return float(edges.sum() / atoms.sum())
 
 
 def element_counts(packed: PackedQM9) -> np.ndarray:

@@ -29,6 +29,7 @@ class PaddedQM9:
         self.pos = torch.from_numpy(pos)
         self.bond = torch.from_numpy(bond)
         self.num_atoms = torch.from_numpy(table.num_atoms)
+        self.num_bonds = torch.from_numpy(2 * table.bond_count)  # directed, as GraphQM9 counts them
         self.y = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float64))
         self.n_max = n_max
         self._device_copies: dict[torch.device, tuple[torch.Tensor, ...]] = {}

@@ -28,6 +28,9 @@ class DataSpec:
     virtual_edges: bool = False
     explicit_h: bool = True
     node_features: int = NUM_NODE_FEATURES
+    # Incoming edges per atom over the training split (fitted by QM9DataModule.setup): what
+    # `model.message.sum_scale=auto` divides summed messages by. None: not fitted.
+    mean_neighbours: float | None = None
 
     def __post_init__(self):
         if self.edges not in EDGE_KINDS:
@@ -36,6 +39,8 @@ class DataSpec:
             raise ValueError(
                 "data.virtual_edges=true applies to data.edges=chemical_graph only (the others are complete graphs)"
             )
+        if self.mean_neighbours is not None and not self.mean_neighbours > 0:
+            raise ValueError(f"mean_neighbours={self.mean_neighbours!r} must be positive")
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe={self.recipe!r}; valid: {', '.join(RECIPES)}")
 

@@ -28,6 +28,20 @@ from mpnn.data.batch import EdgeInputs, SparseEdges
 AGGREGATIONS = {"sum": "add", "mean": "mean"}  # ours -> PyG's name
 
 
+# "glorot": Glorot-uniform weights and zero biases, as in the paper's reference implementation (TF1's
+# default). PyTorch's default ("torch") draws the d*d outputs of A(e) from U(+-1/sqrt(fan_in)), 4.6x the
+# Glorot spread at d = 128: summed over the complete graph, messages come out ~60x the node states and
+# ~90% of the GRU's gate pre-activations saturate (docs/TRAINING.md).
+INITS = ("glorot", "torch")
+
+
+def _glorot(module: nn.Module) -> None:
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+
 def _mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
@@ -40,11 +54,22 @@ class Message(MessagePassing):
 
     discrete_edges: bool = False  # True: edge features must be a one-hot of edge types
 
-    def __init__(self, aggregation: str = "sum"):
+    def __init__(self, aggregation: str = "sum", sum_scale: float | str = 1.0, mean_neighbours: float | None = None):
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"unknown message aggregation {aggregation!r}; valid: {', '.join(AGGREGATIONS)}")
+        if sum_scale == "auto":
+            if not mean_neighbours:
+                raise ValueError(
+                    "model.message.sum_scale=auto divides the sum by the training split's mean neighbour count, "
+                    "which this model was not given (DataSpec.mean_neighbours, fitted by QM9DataModule.setup); "
+                    "give a positive number instead (1.0: the plain sum)"
+                )
+            sum_scale = 1.0 / mean_neighbours
+        if isinstance(sum_scale, bool) or not isinstance(sum_scale, (int, float)) or not sum_scale > 0:
+            raise ValueError(f"model.message.sum_scale={sum_scale!r} must be a positive number or auto")
         super().__init__(aggr=AGGREGATIONS[aggregation])
         self.aggregation = aggregation
+        self.sum_scale = float(sum_scale)
 
     def prepare(self, edges: EdgeInputs | SparseEdges) -> dict:
         raise NotImplementedError
@@ -60,16 +85,26 @@ class Message(MessagePassing):
         """Incoming edges per atom slot (B, n, 1) for mean aggregation, None for sum; once per forward."""
         return edges.adjacency.sum(-1, keepdim=True).clamp(min=1) if self.aggregation == "mean" else None
 
-    @staticmethod
-    def normalise(messages: torch.Tensor, degree: torch.Tensor | None) -> torch.Tensor:
-        return messages if degree is None else messages / degree
+    def normalise(self, messages: torch.Tensor, degree: torch.Tensor | None) -> torch.Tensor:
+        """Mean: divided by each atom's degree (dense form; PyG's "mean" does it on edge lists). Sum:
+        times the constant `sum_scale` (1: the paper's plain sum)."""
+        if degree is not None:
+            return messages / degree
+        return messages if self.sum_scale == 1.0 or self.aggregation != "sum" else messages * self.sum_scale
 
 
 class BilinearMessage(Message):
     """h_w A(e_vw) with A(e) = sum_k z_k(e) K_k; subclasses give `coefficients` and `kernels`."""
 
-    def __init__(self, dim: int, aggregation: str = "sum", fast: bool = True):
-        super().__init__(aggregation)
+    def __init__(
+        self,
+        dim: int,
+        aggregation: str = "sum",
+        fast: bool = True,
+        sum_scale: float | str = 1.0,
+        mean_neighbours: float | None = None,
+    ):
+        super().__init__(aggregation, sum_scale, mean_neighbours)
         self.dim = dim
         self.fast = fast
 
@@ -99,7 +134,7 @@ class BilinearMessage(Message):
 
     def step(self, h: torch.Tensor, prepared: dict) -> torch.Tensor:
         if "edge_index" in prepared:
-            return self.propagate(prepared["edge_index"], x=h, weight=prepared["weight"])
+            return self.normalise(self.propagate(prepared["edge_index"], x=h, weight=prepared["weight"]), None)
         z, kernels = prepared["z"], prepared["kernels"]
         if self.fast:
             s = torch.bmm(z, h).view(h.shape[0], h.shape[1], -1)  # S[v, (k, i)] = sum_w z_k(vw) h_w[i]
@@ -129,12 +164,17 @@ class EdgeNetworkMessage(BilinearMessage):
         layers: int = 1,
         aggregation: str = "sum",
         fast: bool = True,
+        init: str = "torch",
+        sum_scale: float | str = 1.0,
+        mean_neighbours: float | None = None,
     ):
-        super().__init__(dim, aggregation, fast)
+        super().__init__(dim, aggregation, fast, sum_scale, mean_neighbours)
+        if init not in INITS:
+            raise ValueError(f"unknown model.message.init={init!r}; valid: {', '.join(INITS)}")
         self.hidden = _mlp([edge_dim] + [hidden_dim] * layers)
-        # PyTorch's default initialisation: a much smaller one leaves Adam's first steps
-        # (size ~lr) large relative to the weights, and training stalls.
         self.out = nn.Linear(hidden_dim, dim * dim)
+        if init == "glorot":
+            _glorot(self)
 
     def coefficients(self, features: torch.Tensor) -> torch.Tensor:
         hidden = self.hidden(features)
@@ -155,8 +195,16 @@ class MatrixMultiplyMessage(BilinearMessage):
 
     discrete_edges = True
 
-    def __init__(self, dim: int, edge_dim: int, aggregation: str = "sum", fast: bool = True):
-        super().__init__(dim, aggregation, fast)
+    def __init__(
+        self,
+        dim: int,
+        edge_dim: int,
+        aggregation: str = "sum",
+        fast: bool = True,
+        sum_scale: float | str = 1.0,
+        mean_neighbours: float | None = None,
+    ):
+        super().__init__(dim, aggregation, fast, sum_scale, mean_neighbours)
         self.weight = nn.Parameter(torch.randn(edge_dim, dim, dim) / dim**0.5)
 
     def coefficients(self, features: torch.Tensor) -> torch.Tensor:
@@ -173,8 +221,16 @@ class PairMessage(Message):
     are added (with broadcasting in the dense form) instead of concatenating one vector per pair.
     """
 
-    def __init__(self, dim: int, edge_dim: int, hidden_dim: int = 128, aggregation: str = "sum"):
-        super().__init__(aggregation)
+    def __init__(
+        self,
+        dim: int,
+        edge_dim: int,
+        hidden_dim: int = 128,
+        aggregation: str = "sum",
+        sum_scale: float | str = 1.0,
+        mean_neighbours: float | None = None,
+    ):
+        super().__init__(aggregation, sum_scale, mean_neighbours)
         self.project_w = nn.Linear(dim, hidden_dim)
         self.project_v = nn.Linear(dim, hidden_dim, bias=False)
         self.project_e = nn.Linear(edge_dim, hidden_dim, bias=False)
@@ -188,7 +244,7 @@ class PairMessage(Message):
 
     def step(self, h: torch.Tensor, prepared: dict) -> torch.Tensor:
         if "edge_index" in prepared:
-            return self.propagate(prepared["edge_index"], x=h, e=prepared["e"])
+            return self.normalise(self.propagate(prepared["edge_index"], x=h, e=prepared["e"]), None)
         hidden = self.project_w(h)[:, None, :, :] + self.project_v(h)[:, :, None, :] + prepared["e"]
         pair = self.out(torch.relu(hidden)) * prepared["mask"]
         return self.normalise(pair.sum(2), prepared["degree"])

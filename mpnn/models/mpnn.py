@@ -79,12 +79,15 @@ class MPNN(MoleculeModel):
                 raise ValueError(f"model.{name}={value!r} must be a whole number >= {least}")
         if hidden_dim % towers:
             raise ValueError(f"model.hidden_dim={hidden_dim} must be divisible by model.towers={towers}")
+        self.hidden_dim = hidden_dim
         self.steps = steps
         self.towers = towers
         part = hidden_dim // towers
         self.edges = EdgeFeaturizer(data)
         self.embed = nn.Sequential(nn.Linear(data.node_features, hidden_dim), nn.ReLU())
-        self.messages = nn.ModuleList(message(dim=part, edge_dim=data.edge_dim) for _ in range(towers))
+        self.messages = nn.ModuleList(
+            message(dim=part, edge_dim=data.edge_dim, mean_neighbours=data.mean_neighbours) for _ in range(towers)
+        )
         if self.messages[0].discrete_edges and not data.num_edge_types:
             raise ValueError(
                 f"{type(self.messages[0]).__name__} needs discrete edge types, not data.edges={data.edges}: "

@@ -55,6 +55,10 @@ def test_diagnose_every_model(model, packed):
     assert report["overfit_one_batch_loss"] < 0.05
     assert report["batch_independence"] is True
     assert report["input_independent_mae"] > report["real_input_mae"]
+    if model not in ZOO_SETTINGS and model != "gine":  # the paper's MPNN: the message scale check
+        scale = report["message_scale"]
+        assert len(scale["at_init"]) == len(scale["trained"]) == 3  # T = 3 steps
+        assert not any("at initialisation messages" in w for w in report["warnings"]), report["warnings"]
 
 
 @pytest.mark.parametrize("model", sorted(ZOO_SETTINGS))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from mpnn.data.cache import PackedQM9, load
-from mpnn.data.datamodule import molecule_store
+from mpnn.data.datamodule import mean_neighbours, molecule_store
 from mpnn.data.spec import DataSpec
 from mpnn.models.message import EdgeNetworkMessage, MatrixMultiplyMessage, PairMessage
 from mpnn.models.mpnn import MPNN
@@ -38,6 +39,14 @@ def case_id(case) -> str:
 @pytest.fixture(scope="session")
 def sample() -> PackedQM9:
     return load(FIXTURE)
+
+
+def fitted_spec(packed: PackedQM9, **settings) -> DataSpec:
+    """A DataSpec with its mean neighbour count fitted on all of `packed`, as QM9DataModule.setup fits
+    it on the training split (what `model.message.sum_scale=auto` reads)."""
+    spec = DataSpec(**settings)
+    store = molecule_store(packed, spec, "dense")
+    return dataclasses.replace(spec, mean_neighbours=mean_neighbours(store, range(len(packed)), spec.complete_graph))
 
 
 def batches(packed: PackedQM9, spec: DataSpec, rows=ROWS):

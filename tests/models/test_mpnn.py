@@ -14,7 +14,7 @@ from mpnn.data.spec import DataSpec
 from mpnn.models.factory import build_model as build_from_config
 from mpnn.models.message import EdgeNetworkMessage, MatrixMultiplyMessage, PairMessage
 from mpnn.models.mpnn import MPNN
-from tests.models.conftest import batches, build_model
+from tests.models.conftest import batches, build_model, fitted_spec
 
 VARIANTS = [
     dict(message=m, edges=k, readout=r, towers=t, master_node=mn)
@@ -89,8 +89,8 @@ def test_paper_experiment_gives_the_same_predictions_on_both_backends(experiment
     towers, master node), with d = 16 to keep it fast: one state dict, two backends, rel. diff <= 1e-10."""
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={experiment}", "model.hidden_dim=16"])
-    spec = DataSpec(
-        target="u0", recipe="extensive", edges=cfg.data.edges, virtual_edges=cfg.data.virtual_edges,
+    spec = fitted_spec(
+        sample, target="u0", recipe="extensive", edges=cfg.data.edges, virtual_edges=cfg.data.virtual_edges,
         explicit_h=cfg.data.explicit_h,
     )  # fmt: skip
     torch.manual_seed(0)

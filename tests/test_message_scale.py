@@ -1,0 +1,77 @@
+"""The paper's configs must propagate and learn (issue: enn-s2s stalled at 0.71 D on mu with the plain sum).
+
+Two checks that failed on the code of 2026-12-04 (plain sum, `model.message.sum_scale=1.0`) and pass
+with `sum_scale=auto` (docs/TRAINING.md has the measurements behind the thresholds):
+- at initialisation, on the committed real molecules, every paper experiment config and every
+  message function keeps its messages within 10x the node states and leaves at most half of any
+  GRU gate's pre-activations saturated (plain sum: 85-96% saturated with the edge network);
+- the flagship configs learn on a few hundred real molecules within a fixed number of steps: the
+  training loss falls well below its start (the mean predictor's ~1 on the standardised target)
+  and the readout uses h_T (plain sum: the loss without h_T was within 7% of the loss with it).
+"""
+
+import dataclasses
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from mpnn.cli import compose
+from mpnn.message_scale import message_scale, propagation
+from mpnn.models.factory import build_model
+from tests.conftest import REPO
+from tests.models.conftest import batches, fitted_spec
+
+PAPER_EXPERIMENTS = ("enn_s2s", "enn_s2s_implicit_h", "ggnn_no_distance", "ggnn_virtual_edges", "ggnn_master_node",
+                     "ggnn_set2set", "towers_baseline", "towers8")  # fmt: skip
+CONFIGS = [[f"experiment={e}"] for e in PAPER_EXPERIMENTS] + [[], ["model=ggnn"], ["model=pair_message"]]
+
+
+def test_every_paper_experiment_is_checked():
+    on_disk = {p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml")}
+    assert set(PAPER_EXPERIMENTS) == {e for e in on_disk if not e.endswith("_qm9")}  # the zoo's recipes aside
+
+
+@pytest.mark.parametrize("overrides", CONFIGS, ids=lambda o: o[0] if o else "default")
+def test_messages_stay_in_the_range_the_gru_can_use_at_init(overrides, sample):
+    cfg = compose(["logger=none", *overrides])
+    spec = fitted_spec(
+        sample, target="mu", edges=cfg.data.edges, virtual_edges=cfg.data.virtual_edges,
+        explicit_h=cfg.data.explicit_h,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = build_model(OmegaConf.to_container(cfg.model, resolve=True), spec)
+    dense, _ = batches(sample, spec, rows=range(len(sample)))
+    steps = propagation(model, [dataclasses.replace(dense, x=dense.x.float(), pos=dense.pos.float())])
+    assert len(steps) == cfg.model.steps
+    for step in steps:
+        assert step["message_to_state"] < 10, step
+        assert max(step["saturated_reset"], step["saturated_update"], step["saturated_candidate"]) <= 0.5, step
+
+
+# name: (overrides, molecules, steps, most of the starting loss left, least loss ratio without / with h_T).
+# Measured (docs/TRAINING.md): default 0.35 of the start with sum_scale=auto, 0.60 with the plain sum;
+# enn_s2s (d = 128, T = 6, batch 20) 0.68 vs 0.87, and without h_T 1.34x vs 1.07x the loss with it.
+LEARNING = {
+    "default": ([], 128, 120, 0.45, 1.2),
+    "enn_s2s": (["experiment=enn_s2s"], 256, 60, 0.8, 1.2),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(LEARNING))
+def test_the_flagship_configs_learn_in_a_few_steps(name, packed):
+    from mpnn.diagnostics import _batches
+    from mpnn.training.build import build
+
+    overrides, molecules, steps, most_left, least_ratio = LEARNING[name]
+    cfg = compose(["logger=none", "data.subset=2000", "trainer.accelerator=cpu", *overrides])
+    datamodule, module = build(cfg)
+    size = min(cfg.data.batch_size, 32)
+    train = _batches(datamodule, datamodule.split.train[:molecules], size)
+    held_out = _batches(datamodule, datamodule.split.val[:100], 100)
+    report = message_scale(module, train, held_out, steps, cfg.optim.lr, cfg.optim.gradient_clip_val)
+    training, readout = report["training"], report["readout"]
+    assert 0.8 < training["first_loss"] < 1.3  # the mean predictor's loss, about 1
+    assert training["last_loss"] < most_left * training["first_loss"], training
+    assert readout["loss_without_states"] > least_ratio * readout["loss"], readout
