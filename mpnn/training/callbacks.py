@@ -3,6 +3,7 @@ and weight averaging."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -184,6 +185,59 @@ class Throughput(L.Callback):
         """Median over epochs after the first (which pays for warm-up), or the first if alone."""
         rates = self.epoch_rates[1:] or self.epoch_rates
         return float(np.median(rates)) if rates else float("nan")
+
+
+class ProgressLines(L.Callback):
+    """Plain progress lines when stdout is not a terminal (SLURM, nohup, the gpu_pool launcher's
+    console.log), where Lightning's bar shows nothing until an epoch ends: every `every_s` seconds
+    and at each epoch's end, epoch, step of total, molecules/s, elapsed and estimated time left,
+    the last validation MAE. In a terminal (or with `always=False` and a tty) the bar is enough."""
+
+    def __init__(self, every_s: float = 30.0, always: bool = False):
+        if not every_s > 0:
+            raise ValueError(f"callbacks.progress.every_s={every_s!r} must be a positive number of seconds")
+        self.every_s = every_s
+        self.always = always
+        self._active = False
+        self._start = self._last = 0.0
+        self._molecules = 0
+
+    def on_train_start(self, trainer, module) -> None:
+        self._active = trainer.is_global_zero and (self.always or not sys.stdout.isatty())
+        self._start = self._last = time.monotonic()
+        self._molecules = 0
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self._molecules += batch.num_graphs
+        if self._active and time.monotonic() - self._last >= self.every_s:
+            self._print(trainer, f"step {batch_idx + 1}/{trainer.num_training_batches}")
+
+    def on_train_epoch_end(self, trainer, module) -> None:  # after validation: its MAE is current
+        if self._active:
+            self._print(trainer, "end")
+
+    def _print(self, trainer, where: str) -> None:
+        now = time.monotonic()
+        self._last = now
+        elapsed = now - self._start
+        done, total = trainer.global_step, trainer.estimated_stepping_batches
+        left = elapsed / done * (total - done) if done and total != float("inf") else float("nan")
+        mae = trainer.callback_metrics.get("val/mae")
+        line = (
+            f"[progress] epoch {trainer.current_epoch + 1}/{trainer.max_epochs} {where} | "
+            f"{self._molecules * trainer.world_size / max(elapsed, 1e-9):,.0f} molecules/s | "
+            f"elapsed {_clock(elapsed)} | left ~{_clock(left)}"
+            + (f" | val/mae {float(mae):.4g}" if mae is not None else "")
+        )
+        print(line, flush=True)
+
+
+def _clock(seconds: float) -> str:
+    if seconds != seconds:  # nan: not known yet
+        return "?"
+    minutes, s = divmod(int(seconds), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}:{m:02d}:{s:02d}"
 
 
 class MetricHistory(L.Callback):

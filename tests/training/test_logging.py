@@ -1,10 +1,12 @@
 """What a run prints and logs: each line once, no advertisements; learning rate, early stopping, TensorBoard."""
 
 import csv
+import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import run_script, train
+from tests.conftest import REPO, run_script, train
 
 pytestmark = pytest.mark.slow
 
@@ -21,6 +23,25 @@ def test_a_run_prints_no_line_twice_and_no_advertisement(tmp_path, packed):
     text = result.stdout + result.stderr
     assert "Tip:" not in text and "litlogger" not in text and "litmodels" not in text and "LeafSpec" not in text
     assert "GPU available" in text  # Lightning's own information still reaches the console, once
+
+
+def test_a_run_logged_to_a_file_prints_progress_lines(tmp_path, packed):
+    """stdout to a file (SLURM, nohup): Lightning's bar shows nothing until an epoch ends, so plain lines
+    do, at every epoch's end and every `every_s` seconds in between."""
+    log = tmp_path / "log.txt"
+    with open(log, "w") as handle:
+        result = subprocess.run(
+            [sys.executable, str(REPO / "train.py"), "data.subset=300", "trainer.max_epochs=2", "logger=none",
+             "trainer.accelerator=cpu", "callbacks.progress.every_s=0.05", f"hydra.run.dir={tmp_path / 'run'}"],
+            cwd=REPO, stdout=handle, stderr=subprocess.PIPE, text=True, timeout=600,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in log.read_text().splitlines() if line.startswith("[progress]")]
+    ends = [line for line in lines if " end |" in line]
+    assert [line.split()[2] for line in ends] == ["1/2", "2/2"], lines
+    assert all("molecules/s" in line and "elapsed" in line and "left ~" in line for line in lines)
+    assert "val/mae" in ends[-1] and "left ~0:00:00" in ends[-1]
+    assert any(" step " in line for line in lines), lines  # the timed lines between epoch ends
 
 
 def test_the_learning_rate_reaches_the_logger(tmp_path, packed):
