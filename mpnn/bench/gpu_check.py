@@ -1,0 +1,143 @@
+"""The prepared GPU check (`bash scripts/gpu_check.sh [OUT_DIR]` = `python -m mpnn.bench.gpu_check`).
+
+Run it on a fresh GPU node, with the packages of pyproject.toml and the QM9 cache under data/. Each
+part runs as its own process under its own time limit, so a part that fails or hangs does not hide
+the others; the whole check stays under about 8 minutes on one H100/H200-class GPU. It writes
+`summary.md` and `summary.json` in OUT_DIR (default `gpu_check/<date-time>`), with every part's
+command, exit status, seconds and the tail of its output (the numbers the benchmark prints).
+
+Parts: the CUDA tests (`pytest -m gpu`); the benchmark of each GPU path against PyG's example in
+the same process (eager fp32, bf16, torch.compile, CUDA graph, CUDA graph + bf16, bucketed static
+shapes); the zoo's steps; a short `experiment=enn_s2s` run (validation MAE after its epochs, the
+epoch time and the projected wall time of the paper's 540 epochs). Without CUDA it says so in one
+line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--device", "cuda", "--json"]
+SUBSET = "data.subset=20000"  # ~17,000 training molecules: enough steps to time, seconds per epoch
+STATIC = ["data.static_shapes=true", "data.batch_parts=1"]
+# Each path's overrides and time limit (seconds, with start-up and the example's 100 timed steps);
+# torch.compile spends most of its limit compiling.
+PATHS = {
+    "eager fp32": (["trainer.precision=32-true", "data.batch_parts=1"], 35),
+    "eager bf16": (["trainer.precision=bf16-mixed", "data.batch_parts=1"], 35),
+    "torch.compile fp32": (["trainer.precision=32-true", *STATIC, "optim.compile=true"], 70),
+    "CUDA graph fp32": (["trainer.precision=32-true", *STATIC, "optim.cuda_graph=true"], 35),
+    "CUDA graph bf16": (["trainer.precision=bf16-mixed", *STATIC, "optim.cuda_graph=true"], 35),
+    "CUDA graph bf16, bucketed": (
+        ["trainer.precision=bf16-mixed", *STATIC, "optim.cuda_graph=true", "data.bucketing=true"], 45,
+    ),
+}  # fmt: skip
+ACCURACY_EPOCHS = 2
+PAPER_EPOCHS = 540
+
+
+@dataclass
+class Part:
+    name: str
+    command: list[str]
+    limit_s: float
+    status: str = "not run"  # ok | failed (exit N) | timed out
+    seconds: float = 0.0
+    output_tail: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def parts(out: Path) -> list[Part]:
+    """The check's parts, in the order they run."""
+    found = [Part("CUDA tests", [sys.executable, "-m", "pytest", "-q", "-m", "gpu", str(REPO / "tests")], 80)]
+    for name, (overrides, limit_s) in PATHS.items():
+        found.append(Part(f"benchmark: {name}", [*BENCH, "--baseline-steps", "100", SUBSET, *overrides], limit_s))
+    found.append(Part("zoo steps", [*BENCH, "--zoo"], 60))
+    run_dir = out / "enn_s2s"
+    found.append(
+        Part(
+            "enn_s2s accuracy",
+            [sys.executable, str(REPO / "train.py"), "experiment=enn_s2s", "target=mu", "logger=csv",
+             "data.static_shapes=true", "optim.cuda_graph=true", "trainer.precision=bf16-mixed",
+             f"trainer.max_epochs={ACCURACY_EPOCHS}", f"hydra.run.dir={run_dir}"],
+            85,
+            extra={"run_dir": str(run_dir)},
+        )
+    )  # fmt: skip
+    return found
+
+
+def run_part(part: Part, env: dict | None = None) -> Part:
+    """Run one part under its time limit; its status, seconds and the last 40 lines of its output."""
+    start = time.monotonic()
+    try:
+        done = subprocess.run(
+            part.command, cwd=REPO, capture_output=True, text=True, timeout=part.limit_s, env=env or os.environ
+        )
+        part.status = "ok" if done.returncode == 0 else f"failed (exit {done.returncode})"
+        output = done.stdout + done.stderr
+    except subprocess.TimeoutExpired as timeout:
+        part.status = f"timed out after {part.limit_s:.0f} s"
+        output = "".join(o.decode() if isinstance(o, bytes) else (o or "") for o in (timeout.stdout, timeout.stderr))
+    part.seconds = time.monotonic() - start
+    part.output_tail = "\n".join(output.strip().splitlines()[-40:])
+    return part
+
+
+def accuracy_numbers(run_dir: Path) -> dict:
+    """Validation MAE per epoch, seconds per training epoch and the projected 540 epochs, from results.json."""
+    results = run_dir / "results.json"
+    if not results.exists():
+        return {}
+    summary = json.loads(results.read_text())
+    numbers = {"val_mae_per_epoch": summary["val_mae_per_epoch"], "wall_s": summary["wall_s"]}
+    rate = summary.get("train_molecules_per_s")
+    if rate and rate == rate:  # not NaN
+        epoch_s = summary["molecules"]["train"] / rate
+        numbers |= {"train_epoch_s": epoch_s, "projected_540_epochs_h": epoch_s * PAPER_EPOCHS / 3600}
+    return numbers
+
+
+def summary_markdown(done: list[Part], device: str) -> str:
+    lines = [f"# GPU check, {time.strftime('%Y-%m-%d %H:%M')}, {device}", ""]
+    lines += ["| part | status | seconds |", "| --- | --- | --- |"]
+    lines += [f"| {p.name} | {p.status} | {p.seconds:.0f} |" for p in done]
+    for part in done:
+        lines += ["", f"## {part.name}", "", "```", " ".join(part.command), "", part.output_tail, "```"]
+        if part.extra.get("numbers"):
+            lines += ["", f"numbers: `{json.dumps(part.extra['numbers'])}`"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    import torch
+
+    if not torch.cuda.is_available():
+        print("gpu_check: no CUDA device is visible (torch.cuda.is_available() is False); run it on a GPU node")
+        return 2
+    out = Path(argv[0]) if argv else REPO / "gpu_check" / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.cuda.get_device_name(0)
+    done = []
+    for part in parts(out):
+        print(f"[gpu_check] {part.name} (limit {part.limit_s:.0f} s) ...", flush=True)
+        done.append(run_part(part))
+        if part.name == "enn_s2s accuracy":
+            part.extra["numbers"] = accuracy_numbers(Path(part.extra["run_dir"]))
+        print(f"[gpu_check] {part.name}: {part.status}, {part.seconds:.0f} s", flush=True)
+        (out / "summary.md").write_text(summary_markdown(done, device))  # kept current, in case of a kill
+        (out / "summary.json").write_text(json.dumps({"device": device, "parts": [asdict(p) for p in done]}))
+    print(f"[gpu_check] summary: {out / 'summary.md'}")
+    return 0 if all(p.status == "ok" for p in done) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""The prepared GPU check: on a machine without CUDA it refuses in one line; its part runner keeps each
+part to its own time limit and the summary names every part (checked on CPU with small real commands)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mpnn.bench.gpu_check import PATHS, Part, parts, run_part, summary_markdown
+from tests.conftest import REPO
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
+def test_without_cuda_it_says_so_in_one_line_and_fails():
+    result = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh")], capture_output=True, text=True)
+    assert result.returncode == 2
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1 and "no CUDA device" in lines[0]
+
+
+def test_every_gpu_path_is_a_part_with_its_own_limit(tmp_path):
+    planned = parts(tmp_path)
+    names = [p.name for p in planned]
+    assert names[0] == "CUDA tests" and names[-1] == "enn_s2s accuracy" and "zoo steps" in names
+    assert all(f"benchmark: {path}" in names for path in PATHS)
+    assert sum(p.limit_s for p in planned) <= 8 * 60  # the whole check fits in 8 minutes
+
+
+def test_a_part_that_hangs_is_stopped_and_the_next_still_runs(tmp_path):
+    hung = run_part(
+        Part("hangs", [sys.executable, "-c", "print('started', flush=True); import time; time.sleep(60)"], 2)
+    )
+    failed = run_part(Part("fails", [sys.executable, "-c", "raise SystemExit(3)"], 30))
+    fine = run_part(Part("works", [sys.executable, "-c", "print('speedup: 2.0x')"], 30))
+    assert hung.status.startswith("timed out") and hung.seconds < 30 and "started" in hung.output_tail
+    assert failed.status == "failed (exit 3)"
+    assert fine.status == "ok" and fine.output_tail == "speedup: 2.0x"
+    text = summary_markdown([hung, failed, fine], "cpu")
+    assert "| hangs | timed out after 2 s |" in text and "| works | ok |" in text and "speedup: 2.0x" in text
+    json.dumps([p.__dict__ for p in (hung, failed, fine)])  # the JSON summary holds every part
