@@ -102,41 +102,54 @@ def train_ours(cfg, device: torch.device, budget_s: float, every_s: float) -> di
     return {"curve": clock.curve, "steps": clock.steps, "epochs": clock.steps / len(datamodule.train_dataloader())}
 
 
-def train_example(datamodule, device: torch.device, budget_s: float, every_s: float) -> dict:
-    """PyG's example (mpnn/baseline.py) on the same training and validation molecules."""
-    from torch_geometric.loader import DataLoader
+class Example:
+    """PyG's example (mpnn/baseline.py) on the training and validation molecules of a set-up data
+    module: its DataLoader with per-sample transforms, its model, Adam 1e-3 at a constant rate."""
 
-    from mpnn.baseline import ExampleNet, MoleculeList, example_transform, to_pyg
+    def __init__(self, datamodule, device: torch.device, seed: int = 0):
+        from torch_geometric.loader import DataLoader
 
-    y, _ = datamodule.training_targets()
-    mean, std = float(y.mean()), float(y.std())
+        from mpnn.baseline import ExampleNet, MoleculeList, example_transform, to_pyg
 
-    def molecules(rows, shuffle: bool) -> DataLoader:
-        data = to_pyg(datamodule.packed, rows, datamodule.target_column, mean, std)
-        return DataLoader(MoleculeList(data, transform=example_transform()), batch_size=128, shuffle=shuffle)
+        y, _ = datamodule.training_targets()
+        self.std = float(y.std())
+        mean = float(y.mean())
 
-    train, val = molecules(datamodule.split.train, True), molecules(datamodule.split.val, False)
-    model = ExampleNet(train.dataset.num_features).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+        def molecules(rows, shuffle: bool) -> DataLoader:
+            data = to_pyg(datamodule.packed, rows, datamodule.target_column, mean, self.std)
+            return DataLoader(MoleculeList(data, transform=example_transform()), batch_size=128, shuffle=shuffle)
+
+        torch.manual_seed(seed)
+        self.train, self.val = molecules(datamodule.split.train, True), molecules(datamodule.split.val, False)
+        self.device = device
+        self.model = ExampleNet(self.train.dataset.num_features).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=0.001)
 
     @torch.no_grad()
-    def evaluate() -> float:
-        model.eval()
-        error = sum(float((model(d.to(device)) - d.y).abs().sum()) for d in val) * std / len(val.dataset)
-        model.train()
-        return error
+    def evaluate(self) -> float:
+        """MAE over the whole validation split, in the target's unit."""
+        self.model.eval()
+        error = sum(float((self.model(d.to(self.device)) - d.y).abs().sum()) for d in self.val)
+        self.model.train()
+        return error * self.std / len(self.val.dataset)
 
-    clock = _Clock(evaluate, budget_s, every_s, device)
+    def step(self, data) -> None:
+        data = data.to(self.device)
+        self.optimizer.zero_grad()
+        torch.nn.functional.mse_loss(self.model(data), data.y).backward()
+        self.optimizer.step()
+
+
+def train_example(datamodule, device: torch.device, budget_s: float, every_s: float) -> dict:
+    """PyG's example on the same training and validation molecules for `budget_s` training seconds."""
+    example = Example(datamodule, device)
+    clock = _Clock(example.evaluate, budget_s, every_s, device)
     clock.start()
     while True:
-        for data in train:
-            data = data.to(device)
-            optimizer.zero_grad()
-            loss = torch.nn.functional.mse_loss(model(data), data.y)
-            loss.backward()
-            optimizer.step()
+        for data in example.train:
+            example.step(data)
             if clock.tick():
-                return {"curve": clock.curve, "steps": clock.steps, "epochs": clock.steps / len(train)}
+                return {"curve": clock.curve, "steps": clock.steps, "epochs": clock.steps / len(example.train)}
 
 
 def seconds_to(curve: Curve, mae: float) -> float | None:

@@ -6,6 +6,7 @@
     mpnn-benchmark --zoo                         # SchNet, DimeNet++, ViSNet steps: on-device batches vs DataLoader
     mpnn-benchmark --accuracy                    # validation MAE of the speed-ups vs the plain path, 3 seeds
     mpnn-benchmark --time-to-accuracy            # validation MAE against seconds, this project vs the example
+    mpnn-benchmark --learning                    # every paper config's validation MAE per epoch vs the example
     mpnn-benchmark --step [overrides]            # the training step alone, no Lightning, no loader
     mpnn-benchmark --flops [overrides]           # floating-point operations of one step, by operator
 
@@ -31,6 +32,8 @@ from mpnn.bench.throughput import EXAMPLE_OVERRIDES, FAST_PATH
 from mpnn.bench.timing import device_name, matmul_peak
 from mpnn.bench.zoo import ZOO
 from mpnn.cli import compose
+
+DEFAULT_FIGURE = Path("time_to_accuracy.png")
 
 
 def throughput(args, overrides: list[str], device: torch.device) -> None:
@@ -187,6 +190,27 @@ def time_to_accuracy(args, overrides: list[str], device: torch.device) -> None:
         print(json.dumps({"device": device_name(device), "budget_s": budget, "curves": curves}))
 
 
+def learning(args, overrides: list[str], device: torch.device) -> None:
+    from mpnn.bench.learning import draw_learning, learning_health, learning_table
+
+    subset, epochs = (300, 1) if args.quick else (args.subset, args.epochs)
+    configs = None
+    if args.configs:
+        from mpnn.bench.learning import CONFIGS
+
+        unknown = [c for c in args.configs.split(",") if c not in CONFIGS]
+        if unknown:
+            raise SystemExit(f"unknown --configs {','.join(unknown)}; valid: {', '.join(CONFIGS)}")
+        configs = {c: CONFIGS[c] for c in args.configs.split(",")}
+    result = learning_health(subset, epochs, device, *([configs] if configs else []), extra=overrides)
+    print(learning_table(result))
+    out = args.out if args.out != DEFAULT_FIGURE else Path("learning_health.png")
+    draw_learning(result, out)
+    print(f"figure: {out}")
+    if args.json:
+        print(json.dumps({"device": device_name(device), **result}))
+
+
 def flops(overrides: list[str], device: torch.device) -> None:
     """Matrix-product FLOPs of one step on the first training batch in split order."""
     from mpnn.bench.throughput import step_flops
@@ -213,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     mode.add_argument("--zoo", action="store_true", help="zoo models' steps: on-device batches vs PyG's DataLoader")
     mode.add_argument("--accuracy", action="store_true", help="validation MAE of the speed-ups, seeds x epochs")
     mode.add_argument("--time-to-accuracy", action="store_true", help="validation MAE against training seconds")
+    mode.add_argument("--learning", action="store_true", help="every paper config's validation MAE per epoch")
     parser.add_argument("--baseline-steps", type=int, default=None, help="timed baseline steps")
     parser.add_argument("--baseline-workers", type=int, default=0, help="baseline DataLoader workers (example: 0)")
     parser.add_argument("--zoo-models", default=",".join(ZOO), help="--zoo: comma-separated models")
@@ -220,7 +245,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=float, default=None, help="--time-to-accuracy: training seconds per side")
     parser.add_argument("--evaluations", type=int, default=20, help="--time-to-accuracy: evaluations per side")
     parser.add_argument("--ratio", type=float, action="append", default=[], help="--time-to-accuracy: error ratio")
-    parser.add_argument("--out", type=Path, default=Path("time_to_accuracy.png"), help="--time-to-accuracy: figure")
+    parser.add_argument("--out", type=Path, default=DEFAULT_FIGURE, help="figure (--time-to-accuracy, --learning)")
+    parser.add_argument("--subset", type=int, default=2000, help="--learning: molecules (split as usual)")
+    parser.add_argument("--epochs", type=int, default=5, help="--learning: epochs per config")
+    parser.add_argument("--configs", default=None, help="--learning: comma-separated labels (default: all)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for this project's side")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -239,6 +267,8 @@ def main(argv: list[str] | None = None) -> None:
             ["data.subset=300", "trainer.max_epochs=1"] if args.quick else ["data.subset=5000", "trainer.max_epochs=10"]
         )
         accuracy(args, [*accelerator, *epochs, *args.overrides], device)
+    elif args.learning:
+        learning(args, accelerator, device)
     elif args.time_to_accuracy:
         subset = ["data.subset=1000"] if args.quick else ["data.subset=10000"] if args.device == "cpu" else []
         time_to_accuracy(args, [*FAST_PATH, "schedule=constant", *accelerator, *subset, *args.overrides], device)
