@@ -232,3 +232,29 @@ def draw_error_breakdown(frame: pd.DataFrame, target: Target, path: Path) -> Non
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def draw_message_scale(scale: dict, title: str, path: Path) -> None:
+    """`mpnn.message_scale`'s report: per message passing step, messages against node states (left) and
+    the share of saturated GRU gate pre-activations (right), at initialisation and after training."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for when, style in (("at_init", "-"), ("trained", "--")):
+        label = "at init" if when == "at_init" else f"after {scale['training_steps']} steps"
+        steps = [s["step"] for s in scale[when]]
+        left.plot(steps, [s["message_to_state"] for s in scale[when]], style, marker="o", label=label)
+        for gate, color in (("reset", "tab:blue"), ("update", "tab:orange"), ("candidate", "tab:green")):
+            values = [s[f"saturated_{gate}"] for s in scale[when]]
+            right.plot(steps, values, style, color=color, marker="o", label=f"{gate}, {label}")
+    left.set_yscale("log")
+    left.set(xlabel="message passing step", ylabel="RMS(message) / RMS(node state)")
+    right.set(xlabel="message passing step", ylabel="saturated pre-activations", ylim=(-0.02, 1.02))
+    left.legend(fontsize=8)
+    right.legend(fontsize=7)
+    for ax in (left, right):
+        ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

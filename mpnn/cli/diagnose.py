@@ -2,12 +2,14 @@
 
 Takes the same Hydra overrides as train.py, e.g.
     mpnn-diagnose model=edge_net target=mu data.subset=500 trainer.accelerator=cpu --json
+`--figure PATH` also draws the message-scale check (the paper's MPNN) to PATH.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from mpnn.cli import compose
 
@@ -15,6 +17,14 @@ from mpnn.cli import compose
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     as_json = "--json" in argv
+    figure = None
+    if "--figure" in argv:
+        at = argv.index("--figure")
+        if at + 1 >= len(argv):
+            print("--figure needs a file name, e.g. --figure message_scale.png", file=sys.stderr)
+            return 2
+        figure = Path(argv[at + 1])
+        argv = argv[:at] + argv[at + 2 :]
     overrides = [a for a in argv if a != "--json"]
     if any(a.startswith("-") for a in overrides):
         print(__doc__, file=sys.stderr)
@@ -24,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet_logs()
     report = diagnose(compose(["logger=none", *overrides]))
+    if figure and report["message_scale"]:
+        from mpnn.plots import draw_message_scale
+
+        draw_message_scale(report["message_scale"], " ".join(overrides), figure)
     if as_json:
         print(json.dumps(report))
         return 0
