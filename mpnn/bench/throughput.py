@@ -113,12 +113,12 @@ def run_baseline(datamodule, device: torch.device, steps: int, warmup: int, work
 
 def step_flops(module, batch, device: torch.device, precision: str) -> tuple[float, dict[str, float]]:
     """(GFLOP, GFLOP by operator) of the matrix products of one training step (forward + backward)
-    on `batch`; element-wise work is not counted."""
+    on `batch`; element-wise work is not counted. Counted on the eager step, also for a module that
+    trains with `optim.compile` or `optim.cuda_graph`: the same products, which a replay would hide."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    optimizer = torch.optim.SGD(module.parameters(), lr=0.0)  # only its zero_grad is used
     with FlopCounterMode(display=False) as counter, autocast(device, precision):
-        module.compute_gradients(batch, optimizer)
+        module.eager_gradients(batch)
     by_operator = {str(op).split(".")[-1]: flops / 1e9 for op, flops in counter.get_flop_counts()["Global"].items()}
     return counter.get_total_flops() / 1e9, by_operator
 

@@ -133,6 +133,16 @@ class RegressionModule(L.LightningModule):
         attached = self._trainer is not None
         return self._forward_backward(batch, self.manual_backward if attached else torch.Tensor.backward)
 
+    def eager_gradients(self, batch) -> torch.Tensor:
+        """`compute_gradients` without the compiled loss or the CUDA graph: the same arithmetic, run op by
+        op, so that tools which watch operations (the FLOP counter) see it; a graph replay shows them none."""
+        self.zero_grad(set_to_none=True)
+        compiled, self._loss = self._loss, None
+        try:
+            return self._forward_backward(batch, torch.Tensor.backward)
+        finally:
+            self._loss = compiled
+
     def on_fit_start(self) -> None:
         static_shapes = getattr(self.trainer.datamodule, "static_shapes", True)
         if self._loss is not None and not static_shapes:  # one compilation per atom count, then eager
