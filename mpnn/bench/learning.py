@@ -83,8 +83,13 @@ def learning_health(
 
 
 def verdict(curve: list[float], example_best: float, mean_predictor: float) -> str:
+    """STALLED: near the mean predictor where PyG's example, on the same molecules and epochs, got clear
+    of it; behind: more than BEHIND_FACTOR x the example's best; else learns. A config near the mean
+    predictor when the example is too is not judged: the budget gave neither enough steps."""
     best = min(curve)
     if best > 0.9 * mean_predictor:
+        if example_best > 0.9 * mean_predictor:
+            return "not judged (the example did not learn either in this budget)"
         return "STALLED (near the mean predictor)"
     if best > BEHIND_FACTOR * example_best:
         return f"behind (> {BEHIND_FACTOR}x the example)"

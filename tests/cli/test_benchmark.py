@@ -105,7 +105,16 @@ def test_learning_health_table_and_figure(tmp_path, packed):
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
     assert rows[0].startswith("| config | ep 1 | best (D) | best / example's | verdict")
     assert len(rows) == 2 + 3
-    assert all(any(v in row for v in ("learns", "behind", "STALLED")) for row in rows[2:])
+    assert all(any(v in row for v in ("learns", "behind", "STALLED", "not judged")) for row in rows[2:])
     assert figure.stat().st_size > 10_000
     bad = run_script("scripts/benchmark.py", "--learning", "--quick", "--configs", "enn_s3s")
     assert bad.returncode != 0 and "unknown --configs enn_s3s; valid: edge_net (default), enn_s2s" in bad.stderr
+
+
+def test_learning_verdicts():
+    from mpnn.bench.learning import verdict
+
+    assert verdict([1.0, 0.5], example_best=0.4, mean_predictor=1.0) == "learns"
+    assert verdict([1.0, 0.7], example_best=0.4, mean_predictor=1.0).startswith("behind")
+    assert verdict([1.0, 0.95], example_best=0.4, mean_predictor=1.0).startswith("STALLED")
+    assert verdict([1.0, 0.95], example_best=0.92, mean_predictor=1.0).startswith("not judged")
