@@ -104,7 +104,7 @@ def learning_table(result: dict) -> str:
     header = " | ".join(f"ep {e + 1}" for e in range(epochs))
     lines = [
         f"| config | {header} | best ({unit}) | best / example's | verdict | seconds |",
-        "| --- |" + " --- |" * (epochs + 5),
+        "| --- |" + " --- |" * (epochs + 4),
     ]
     for label, run in runs.items():
         curve = run["val_mae"]
