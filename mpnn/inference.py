@@ -85,6 +85,17 @@ def run_checkpoint(run_dir: str | Path, checkpoint: str | Path | None = None) ->
     return path
 
 
+def run_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The checkpoints a finished run directory predicts with: its best one, or for an ensemble run
+    (`ensemble.size` > 1) every member's best one."""
+    run_dir = Path(run_dir)
+    results = run_dir / "results.json"
+    members = json.loads(results.read_text()).get("members") if results.exists() else None
+    if not members:
+        return [run_checkpoint(run_dir)]
+    return [run_checkpoint(run_dir / member["run_dir"]) for member in members]
+
+
 @torch.no_grad()
 def predict(model: MoleculeModel, store: PaddedQM9 | GraphQM9, rows: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """Predictions in physical units (float64) for dataset rows `rows` of a store built for the
@@ -142,18 +153,19 @@ def predict_xyz(
 ) -> pd.DataFrame:
     """One row per XYZ block: its comment line, atom count, bond path and each target's prediction.
 
-    `checkpoints` are checkpoint files or run directories (their best checkpoint). Several models
-    of one target act as an ensemble: their mean, and the standard deviation across them (a rough
-    uncertainty). Models of other targets give more columns, named `<target> [<unit>]` and
-    `<target> std [<unit>]`.
+    `checkpoints` are checkpoint files or run directories (their best checkpoint; an ensemble run's:
+    every member's). Several models of one target act as an ensemble: their mean, and the standard
+    deviation across them (a rough uncertainty). Models of other targets give more columns, named
+    `<target> [<unit>]` and `<target> std [<unit>]`.
     """
     from mpnn.data.featurize import PATHS
 
     sources = [checkpoints] if isinstance(checkpoints, (str, Path)) else list(checkpoints)
     packed, comments = featurize_xyz(xyz_text, smiles)
     by_target: dict[str, list[np.ndarray]] = {}
-    for source in map(Path, sources):
-        model = load_checkpoint(run_checkpoint(source) if source.is_dir() else source)
+    files = [run_checkpoints(source) if source.is_dir() else [source] for source in map(Path, sources)]
+    for file in (file for group in files for file in group):
+        model = load_checkpoint(file)
         by_target.setdefault(model.spec.target, []).append(predict_packed(model, packed))
     table = {
         "molecule": np.arange(1, len(packed) + 1),

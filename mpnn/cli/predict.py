@@ -1,7 +1,8 @@
 """`mpnn-predict MODEL [MODEL ...] --xyz molecules.xyz`: predict new molecules in physical units.
 
 A MODEL is a checkpoint file (`--checkpoint FILE.ckpt` works too; the file alone is enough, no run
-directory, config or QM9 cache) or a finished run directory (its best checkpoint).
+directory, config or QM9 cache) or a finished run directory (its best checkpoint; an ensemble run's,
+`ensemble.size=K`: every member's).
 molecules.xyz holds one or more XYZ blocks (atom count, comment line, `element x y z` in
 Angstrom; elements H, C, N, O, F as in QM9). `--smiles FILE` (one SMILES per block, in order)
 gives bond orders from a template, as QM9's own molecules were featurized; without it they are

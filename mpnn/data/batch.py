@@ -43,3 +43,15 @@ class SparseEdges:
 
     edge_index: torch.Tensor
     edge_attr: torch.Tensor
+
+
+@dataclass
+class EnsembleBatch:
+    """One training batch per member of an ensemble (`mpnn.training.ensemble`), each from its own shuffle."""
+
+    members: list  # MoleculeBatch or PyG Batch, one per member
+
+    @property
+    def num_graphs(self) -> int:
+        """Molecules trained on in this step, over all members."""
+        return sum(batch.num_graphs for batch in self.members)

@@ -11,18 +11,21 @@ similar size.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
+from mpnn.data.batch import EnsembleBatch
 from mpnn.data.buckets import BucketBatchSampler, SplitBatch, bucket_bounds
 from mpnn.data.cache import PackedQM9, ensure_built, load_or_build
 from mpnn.data.features import atom_table
 from mpnn.data.graphs import GraphQM9
 from mpnn.data.padded import PaddedQM9
+from mpnn.data.sampling import MemberBatches, ShuffledBatches
 from mpnn.data.spec import DataSpec
 from mpnn.data.split import Split, load_or_create_permutation, make_split
 from mpnn.models.protocol import BACKENDS
@@ -43,7 +46,9 @@ class _Indices(Dataset):
     def __getitem__(self, i: int) -> int:
         return int(self.indices[i])
 
-    def __getitems__(self, positions: list[int]) -> np.ndarray:
+    def __getitems__(self, positions: list[int] | list[list[int]]) -> np.ndarray | list[np.ndarray]:
+        if positions and isinstance(positions[0], list):  # one batch per ensemble member (MemberBatches)
+            return [self.indices[member] for member in positions]
         return self.indices[positions]
 
 
@@ -66,6 +71,7 @@ class QM9DataModule(L.LightningDataModule):
         bucketing: bool = False,
         buckets: int = 6,
         batch_parts: int = 1,
+        shuffle_seeds: Sequence[int] = (0,),
     ):
         super().__init__()
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -73,6 +79,8 @@ class QM9DataModule(L.LightningDataModule):
                 raise ValueError(f"data.{name}={value} must be a positive number of molecules")
         if split_seed < 0:
             raise ValueError(f"data.split_seed={split_seed} must be a non-negative integer")
+        if not shuffle_seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in shuffle_seeds):
+            raise ValueError(f"shuffle_seeds={shuffle_seeds!r} must be whole numbers >= 0, one per run")
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend={backend!r}; valid: {', '.join(BACKENDS)}")
         if static_shapes and backend != "dense":
@@ -107,6 +115,7 @@ class QM9DataModule(L.LightningDataModule):
         self.bucketing = bucketing
         self.buckets = buckets
         self.batch_parts = batch_parts
+        self.shuffle_seeds = list(shuffle_seeds)
         # Bucket bounds in atoms (one bucket of n_max without bucketing); static shapes pad a batch to
         # the smallest bound that holds it.
         self.pad_sizes: np.ndarray | None = None
@@ -148,7 +157,9 @@ class QM9DataModule(L.LightningDataModule):
         rows = self.split.train
         return self.packed.targets[rows, self.target_column], element_counts(self.packed)[rows]
 
-    def _collate(self, indices: np.ndarray, split: bool = True) -> tuple:
+    def _collate(self, indices: np.ndarray | list[np.ndarray], split: bool = True) -> tuple | list[tuple]:
+        if isinstance(indices, list):  # one batch per ensemble member
+            return [self._collate(member, split) for member in indices]
         index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         if isinstance(self.dataset, GraphQM9):
             return index, self.dataset.sizes(index)
@@ -163,16 +174,30 @@ class QM9DataModule(L.LightningDataModule):
         return index, n
 
     def _loader(self, indices: np.ndarray, batch_size: int, shuffle: bool, drop_last: bool = False) -> DataLoader:
+        """Evaluation batches in order; training batches from each run's seed (`shuffle_seeds`, one per
+        ensemble member) and the epoch (`mpnn.data.sampling`)."""
+        if not shuffle:
+            sampler = BatchSampler(SequentialSampler(indices), batch_size, drop_last)
+            if self.bucketing:
+                sampler = BucketBatchSampler(self.dataset.num_atoms.numpy()[indices], self.pad_sizes, batch_size, False)
+        elif self.trainer is not None and self.trainer.world_size > 1:  # Lightning's DistributedSampler shuffles
+            if len(self.shuffle_seeds) > 1:
+                raise ValueError("an ensemble trains on one device; use ensemble.size > 1 without trainer=ddp")
+            sampler = BatchSampler(RandomSampler(indices), batch_size, drop_last)
+        else:
+            samplers = [self._shuffled(indices, batch_size, drop_last, seed) for seed in self.shuffle_seeds]
+            sampler = samplers[0] if len(samplers) == 1 else MemberBatches(samplers)
         # Pinned index tensors make the host-to-device copy asynchronous: a pageable copy would
         # synchronise with the GPU every step and stop the CPU from queueing work ahead.
-        batching = {"batch_size": batch_size, "shuffle": shuffle, "drop_last": drop_last}
+        return DataLoader(
+            _Indices(indices), batch_sampler=sampler, collate_fn=self._collate, pin_memory=torch.cuda.is_available()
+        )
+
+    def _shuffled(self, indices: np.ndarray, batch_size: int, drop_last: bool, seed: int) -> Sampler:
         if self.bucketing:
-            # Its seed comes from the global generator (seeded by the run's seed), as the default shuffle's does.
-            seed = int(torch.randint(2**62, ()).item()) if shuffle else 0
             num_atoms = self.dataset.num_atoms.numpy()[indices]
-            sampler = BucketBatchSampler(num_atoms, self.pad_sizes, batch_size, shuffle, drop_last, seed)
-            batching = {"batch_sampler": sampler}
-        return DataLoader(_Indices(indices), collate_fn=self._collate, pin_memory=torch.cuda.is_available(), **batching)
+            return BucketBatchSampler(num_atoms, self.pad_sizes, batch_size, True, drop_last, seed)
+        return ShuffledBatches(len(indices), batch_size, seed, drop_last)
 
     def train_dataloader(self) -> DataLoader:
         if self.bucketing and self.trainer is not None and self.trainer.world_size > 1:
@@ -196,7 +221,9 @@ class QM9DataModule(L.LightningDataModule):
         index, sizes = self._collate(np.asarray(indices), split=False)
         return self._gather(index.to(device), sizes, dtype)
 
-    def on_after_batch_transfer(self, batch: tuple, dataloader_idx: int):
+    def on_after_batch_transfer(self, batch: tuple | list[tuple], dataloader_idx: int):
+        if isinstance(batch, list):  # one batch per ensemble member
+            return EnsembleBatch([self.on_after_batch_transfer(member, dataloader_idx) for member in batch])
         index, sizes = batch
         return self._gather(index, sizes, self._float_dtype())
 

@@ -7,6 +7,7 @@ never imports or calls anything else.
 
 from __future__ import annotations
 
+import torch
 from hydra.utils import get_class, instantiate
 
 from mpnn.data.spec import DataSpec
@@ -54,9 +55,13 @@ def resolve_backend(config: dict, backend: str) -> str:
     return backend
 
 
-def build_model(config: dict, spec: DataSpec) -> MoleculeModel:
-    """The model of `config` (a plain dict, as saved in checkpoints) for data described by `spec`."""
+def build_model(config: dict, spec: DataSpec, seed: int | None = None) -> MoleculeModel:
+    """The model of `config` (a plain dict, as saved in checkpoints) for data described by `spec`;
+    with `seed`, its initial weights are drawn from `torch.manual_seed(seed)`, so a run's weights depend
+    on its seed alone (an ensemble's member k starts as the single run with seed k)."""
     model_class(config)
+    if seed is not None:
+        torch.manual_seed(seed)
     # Built partial, then called: Hydra would turn a dataclass argument into a config node.
     model = instantiate(config, _partial_=True, _convert_="all")(data=spec)
     model.spec = spec

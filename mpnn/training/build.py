@@ -7,13 +7,14 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, WeightAveraging
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, WeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
 from mpnn.data.datamodule import QM9DataModule
 from mpnn.models.factory import resolve_backend
 from mpnn.targets import get_target
+from mpnn.training.ensemble import EnsembleModule
 from mpnn.training.module import RegressionModule
 
 # Settings that must be numbers: (whole numbers only, least value, may be null). A typo such as
@@ -23,6 +24,7 @@ NUMBERS = {
     "optim.lr": (False, None, False),
     "optim.weight_decay": (False, 0, False),
     "trainer.max_epochs": (True, 1, False),
+    "ensemble.size": (True, 1, False),
     "data.batch_size": (True, 1, False),
     "data.eval_batch_size": (True, 1, False),
     "data.split_seed": (True, 0, False),
@@ -48,16 +50,22 @@ def check_config(cfg: DictConfig) -> None:
         raise ValueError(f"optim.lr={cfg.optim.lr!r} must be positive")
 
 
+def ensemble_seeds(cfg: DictConfig) -> list[int]:
+    """The seeds of the run's models: `seed`, and with `ensemble.size=K` also seed+1 .. seed+K-1."""
+    return [cfg.seed + k for k in range(OmegaConf.select(cfg, "ensemble.size", default=1))]
+
+
 def build_datamodule(cfg: DictConfig, backend: str) -> QM9DataModule:
-    """The data module of the run, set up (cache, split)."""
-    datamodule: QM9DataModule = instantiate(cfg.data, backend=backend)
+    """The data module of the run, set up (cache, split); training batches shuffled by each model's seed."""
+    datamodule: QM9DataModule = instantiate(cfg.data, backend=backend, shuffle_seeds=ensemble_seeds(cfg))
     datamodule.prepare_data()
     datamodule.setup()
     return datamodule
 
 
-def build(cfg: DictConfig) -> tuple[QM9DataModule, RegressionModule]:
-    """Data module (set up) and Lightning module (target scaler fitted on the training split)."""
+def build(cfg: DictConfig) -> tuple[QM9DataModule, RegressionModule | EnsembleModule]:
+    """Data module (set up) and Lightning module (target scaler fitted on the training split); an
+    `EnsembleModule` with `ensemble.size` > 1."""
     check_config(cfg)
     model_config = OmegaConf.to_container(cfg.model, resolve=True)
     backend = resolve_backend(model_config, cfg.backend)
@@ -65,16 +73,49 @@ def build(cfg: DictConfig) -> tuple[QM9DataModule, RegressionModule]:
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     datamodule = build_datamodule(cfg, backend)
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    if len(ensemble_seeds(cfg)) > 1:
+        module = build_ensemble(cfg, model_config, datamodule, optim, backend)
+        module.fit_scaler(datamodule)
+        return datamodule, module
     module = RegressionModule(
         model=model_config,
         data=datamodule.spec.to_dict(),
         optimizer=optim.pop("optimizer"),
         schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
         backend=backend,
+        seed=cfg.seed,
         **{key: optim[key] for key in ("gradient_clip_val", "compile", "compile_mode", "cuda_graph")},
     )
     module.fit_scaler(datamodule)
     return datamodule, module
+
+
+def build_ensemble(cfg: DictConfig, model_config: dict, datamodule, optim: dict, backend: str) -> EnsembleModule:
+    """The `EnsembleModule` of `ensemble.size` > 1; what it does not support is refused by name."""
+    for key in ("compile", "cuda_graph"):
+        if optim[key]:
+            raise ValueError(f"optim.{key}=true is not supported with ensemble.size > 1 yet; use it without")
+    if any(_is(c, WeightAveraging) for c in (cfg.get("callbacks") or {}).values()):
+        raise ValueError("callbacks=ema is not supported with ensemble.size > 1; use it without")
+    stopping = [c for c in (cfg.get("callbacks") or {}).values() if _is(c, EarlyStopping)]
+    return EnsembleModule(
+        model=model_config,
+        data=datamodule.spec.to_dict(),
+        optimizer=optim["optimizer"],
+        schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
+        seeds=ensemble_seeds(cfg),
+        backend=backend,
+        gradient_clip_val=optim["gradient_clip_val"],
+        # callbacks=early_stopping stops each member on its own validation MAE
+        patience=stopping[0].patience if stopping else None,
+        min_delta=stopping[0].get("min_delta", 0.0) if stopping else 0.0,
+    )
+
+
+def _is(config: object, cls: type) -> bool:
+    """Whether a callback's config builds a `cls`."""
+    target = OmegaConf.select(config, "_target_", default=None) if OmegaConf.is_config(config) else None
+    return target is not None and issubclass(get_class(target), cls)
 
 
 def build_loggers(cfg: DictConfig) -> list:
@@ -83,6 +124,8 @@ def build_loggers(cfg: DictConfig) -> list:
 
 def build_callbacks(cfg: DictConfig, loggers: list) -> list[L.Callback]:
     callbacks = [instantiate(c) for c in cfg.callbacks.values()] if cfg.get("callbacks") else []
+    if len(ensemble_seeds(cfg)) > 1:  # an ensemble stops each member on its own (EnsembleModule)
+        callbacks = [c for c in callbacks if not isinstance(c, EarlyStopping)]
     if not loggers:  # Lightning refuses a learning-rate monitor without a logger to write to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     if any(isinstance(c, WeightAveraging) for c in callbacks) and (cfg.optim.compile or cfg.optim.cuda_graph):

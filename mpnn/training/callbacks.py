@@ -273,7 +273,7 @@ class PredictionDynamics(L.Callback):
         batch = datamodule.batch(datamodule.split.val[: self.num_molecules], module.device, module.dtype)
         was_training = module.training
         module.eval()
-        self.history.append(module.model.predict(batch).cpu().numpy())
+        self.history.append(module.predict(batch).cpu().numpy())
         module.train(was_training)
         self.truth = batch.y.cpu().numpy()
 

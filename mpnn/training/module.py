@@ -40,6 +40,29 @@ from mpnn.training.cuda_graph import CudaGraphStep
 FUSED_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)  # one fused kernel per step on a GPU
 
 
+def normalised_loss(model: MoleculeModel, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(MSE of `model`'s prediction on the standardised target, the prediction) for one batch."""
+    prediction = model(batch)
+    return torch.nn.functional.mse_loss(prediction, model.normalise(batch)), prediction
+
+
+def batch_loss(loss: Callable, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """`loss(batch)`; a `SplitBatch` part by part, weighted by the parts' sizes: the mean over the whole batch."""
+    if not isinstance(batch, SplitBatch):
+        return loss(batch)
+    losses, predictions = zip(*(loss(part) for part in batch.parts))
+    weights = [part.num_graphs / batch.num_graphs for part in batch.parts]
+    return sum(w * part_loss for w, part_loss in zip(weights, losses)), torch.cat(predictions)
+
+
+def denormalise(model: MoleculeModel, prediction: torch.Tensor, batch) -> torch.Tensor:
+    """`batch_loss`'s prediction of a batch (or `SplitBatch`) in the target's physical unit."""
+    if not isinstance(batch, SplitBatch):
+        return model.denormalise(prediction, batch)
+    parts = prediction.split([part.num_graphs for part in batch.parts])
+    return torch.cat([model.denormalise(p, part) for p, part in zip(parts, batch.parts)])
+
+
 class RegressionModule(L.LightningModule):
     def __init__(
         self,
@@ -52,6 +75,7 @@ class RegressionModule(L.LightningModule):
         compile: bool = False,
         compile_mode: str | None = None,
         cuda_graph: bool = False,
+        seed: int | None = None,
     ):
         super().__init__()
         if cuda_graph and compile_mode == "reduce-overhead":
@@ -64,7 +88,7 @@ class RegressionModule(L.LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False  # see the module docstring
         self.spec = DataSpec(**data)
-        self.model: MoleculeModel = build_model(model, self.spec)
+        self.model: MoleculeModel = build_model(model, self.spec, seed)
         self.target = get_target(self.spec.target)
         self.metrics = torch.nn.ModuleDict({stage: MeanAbsoluteError() for stage in ("val_mae", "test_mae")})
         # Both torch.compile with CUDA graphs ("reduce-overhead", the default without optim.cuda_graph)
@@ -82,6 +106,11 @@ class RegressionModule(L.LightningModule):
     def forward(self, batch) -> torch.Tensor:
         return self.model(batch)
 
+    @torch.no_grad()
+    def predict(self, batch) -> torch.Tensor:
+        """The model's prediction in the target's physical unit (float64)."""
+        return self.model.predict(batch)
+
     def fit_scaler(self, datamodule) -> None:
         """Fit the target scaler on the training split of a set-up data module (mean, std, atomrefs)."""
         y, counts = datamodule.training_targets()
@@ -93,25 +122,15 @@ class RegressionModule(L.LightningModule):
             self.fit_scaler(self.trainer.datamodule)
 
     def _normalised_loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        prediction = self.model(batch)
-        return torch.nn.functional.mse_loss(prediction, self.model.normalise(batch)), prediction
+        return normalised_loss(self.model, batch)
 
     def loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(MSE on the standardised target, prediction) for a batch; a `SplitBatch` part by part, weighted
-        by the parts' sizes, which is the mean over the whole batch."""
-        loss = self._loss or self._normalised_loss
-        if not isinstance(batch, SplitBatch):
-            return loss(batch)
-        losses, predictions = zip(*(loss(part) for part in batch.parts))
-        weights = [part.num_graphs / batch.num_graphs for part in batch.parts]
-        return sum(w * part_loss for w, part_loss in zip(weights, losses)), torch.cat(predictions)
+        """(MSE on the standardised target, prediction) for a batch or `SplitBatch` (see `batch_loss`)."""
+        return batch_loss(self._loss or self._normalised_loss, batch)
 
     def denormalise(self, prediction: torch.Tensor, batch) -> torch.Tensor:
         """`loss`'s prediction of a batch (or `SplitBatch`) in the target's physical unit."""
-        if not isinstance(batch, SplitBatch):
-            return self.model.denormalise(prediction, batch)
-        parts = prediction.split([part.num_graphs for part in batch.parts])
-        return torch.cat([self.model.denormalise(p, part) for p, part in zip(parts, batch.parts)])
+        return denormalise(self.model, prediction, batch)
 
     def _forward_backward(self, batch, backward: Callable[[torch.Tensor], None]) -> torch.Tensor:
         """Loss, gradients (clipped to `gradient_clip_val` in total norm); no host synchronisation."""

@@ -17,9 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 # What defines a run: a resumed run must match its start in these (speed, logging and the other trainer
 # settings may change). trainer.max_epochs sets the length of the learning-rate schedule.
 RUN_DEFINING_KEYS = (
-    "target", "recipe", "seed", "model", "data.edges", "data.virtual_edges", "data.explicit_h", "data.batch_size",
-    "data.subset", "data.train_size", "data.split_seed", "optim.lr", "optim.weight_decay", "optim.optimizer",
-    "optim.gradient_clip_val", "schedule", "callbacks", "trainer.max_epochs",
+    "target", "recipe", "seed", "ensemble", "model", "data.edges", "data.virtual_edges", "data.explicit_h",
+    "data.batch_size", "data.subset", "data.train_size", "data.split_seed", "optim.lr", "optim.weight_decay",
+    "optim.optimizer", "optim.gradient_clip_val", "schedule", "callbacks", "trainer.max_epochs",
 )  # fmt: skip
 CONFIG_FILE = "config_resolved.yaml"
 

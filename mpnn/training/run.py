@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from mpnn.inference import predict
 from mpnn.training.build import build, build_callbacks, build_loggers, build_trainer
 from mpnn.training.callbacks import Diverged, MetricHistory, Throughput
+from mpnn.training.ensemble import EnsembleModule, ensemble_results
 from mpnn.training.reporting import close_loggers, draw_run_figures, report_to_wandb, write_results
 from mpnn.training.resume import CONFIG_FILE, checkpoint_to_resume, keep_csv_history
 
@@ -69,9 +70,38 @@ def train(cfg: DictConfig, run_dir: Path, model_name: str | None = None) -> dict
         # Read before testing: loading the best checkpoint for the test also restores the callbacks' states.
         throughput = next((c for c in callbacks if isinstance(c, Throughput)), None)
         history = next((c for c in callbacks if isinstance(c, MetricHistory)), None)
-        molecules_per_s = throughput.molecules_per_s if throughput else math.nan
         val_mae_per_epoch = list(history.val_mae) if history else []
-        final_train_loss = float(trainer.callback_metrics.get("train/loss", math.nan))
+        device = trainer.strategy.root_device
+        target = module.target
+        one_model = module.members[0] if isinstance(module, EnsembleModule) else module.model
+        common = {
+            "status": "completed",
+            "target": target.name,
+            "unit": target.unit,
+            "chemical_accuracy": target.chemical_accuracy,
+            "paper_enn_s2s_mae": target.paper_enn_s2s_mae,
+            "model": model_name or type(one_model).__name__,
+            "backend": module.hparams.backend,
+            "recipe": module.spec.recipe,
+            "epochs": trainer.current_epoch,
+            "final_train_loss": float(trainer.callback_metrics.get("train/loss", math.nan)),
+            "global_steps": trainer.global_step,
+            "train_molecules_per_s": throughput.molecules_per_s if throughput else math.nan,
+            "val_mae_per_epoch": val_mae_per_epoch,
+            "molecules": {name: len(getattr(datamodule.split, name)) for name in ("train", "val", "test")},
+            "edges": module.spec.edges,
+            "explicit_h": module.spec.explicit_h,
+            "parameters": sum(p.numel() for p in one_model.parameters()),
+            "split_file": str(datamodule.split_file),
+            "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # which GPU of the node, in a sweep
+        }
+        if isinstance(module, EnsembleModule):
+            common["wall_s"] = time.perf_counter() - start
+            results = ensemble_results(cfg, run_dir, trainer, module, datamodule, common)
+            failed = False
+            return results
         checkpoint = trainer.checkpoint_callback
         best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
         best_val = checkpoint.best_model_score if best else trainer.callback_metrics.get("val/mae")
@@ -81,39 +111,18 @@ def train(cfg: DictConfig, run_dir: Path, model_name: str | None = None) -> dict
             return {}
 
         # The module holds the tested (best) weights; predict the whole test set on one device.
-        device = trainer.strategy.root_device
-        target, index = module.target, datamodule.split.test
+        index = datamodule.split.test
         predicted = predict(module.model.to(device), datamodule.dataset, index, datamodule.eval_batch_size)
         truth = datamodule.packed.targets[index, datamodule.target_column]
         np.savez(run_dir / "test_predictions.npz", index=index, prediction=predicted, target=truth)
         results = {
-            "status": "completed",
-            "target": target.name,
-            "unit": target.unit,
-            "chemical_accuracy": target.chemical_accuracy,
+            **common,
             "test_mae": float(test_metrics["test/mae"]),
             "test_error_ratio": float(test_metrics["test/error_ratio"]),
             "best_val_mae": float(best_val) if best_val is not None else math.nan,
-            "paper_enn_s2s_mae": target.paper_enn_s2s_mae,
-            "model": model_name or type(module.model).__name__,
-            "backend": module.hparams.backend,
-            "recipe": module.spec.recipe,
-            "epochs": trainer.current_epoch,
-            "final_train_loss": final_train_loss,
-            "global_steps": trainer.global_step,
-            "train_molecules_per_s": molecules_per_s,
-            "val_mae_per_epoch": val_mae_per_epoch,
             "wall_s": time.perf_counter() - start,
             "best_checkpoint": os.path.relpath(best, run_dir) if best else None,
-            "molecules": {name: len(getattr(datamodule.split, name)) for name in ("train", "val", "test")},
-            "edges": module.spec.edges,
-            "explicit_h": module.spec.explicit_h,
-            "parameters": sum(p.numel() for p in module.model.parameters()),
             "seed": cfg.seed,
-            "split_file": str(datamodule.split_file),
-            "device": str(device),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # which GPU of the node, in a sweep
         }
         figures = draw_run_figures(run_dir, target, truth, predicted, val_mae_per_epoch)
         report_to_wandb(trainer, results, figures)
@@ -142,7 +151,7 @@ def diverged_results(error: Diverged, trainer, module, cfg: DictConfig, model_na
         "test_mae": None,
         "test_error_ratio": None,
         "best_val_mae": float(score) if score is not None else None,
-        "model": model_name or type(module.model).__name__,
+        "model": model_name or type(getattr(module, "model", module)).__name__,
         "epochs": trainer.current_epoch,
         "global_steps": trainer.global_step,
         "val_mae_per_epoch": list(history.val_mae) if history else [],

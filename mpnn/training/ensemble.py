@@ -1,0 +1,319 @@
+"""EnsembleModule: K models of one configuration trained together in one process (`ensemble.size=K`).
+
+Member k is the single run with seed `seed + k`: its initial weights come from that seed
+(`build_model(seed=...)`), its training batches from that seed's own shuffle
+(`mpnn.data.sampling`), and it has its own Adam state (one parameter group per member), its own
+gradient clipping (each member's own norm), the learning-rate schedule of a single run, its own
+validation MAE, best checkpoint and early stopping. tests/training/test_ensemble.py checks, in
+float64, that every member follows the single run of its seed step by step.
+
+The members run one after another inside each step (on a CPU, K members cost about K single
+runs). The ensemble's prediction is the members' mean, its uncertainty their spread.
+
+A run directory of an ensemble holds `members/seed<s>/` per member, each laid out as a single
+run (results.json, test_predictions.npz, config_resolved.yaml, checkpoints/best.ckpt), so that
+`mpnn-predict`, `mpnn-compare` and `mpnn.load_checkpoint` treat a member as the run it equals;
+the top-level results.json has the ensemble's test MAE and a `members` list.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from torch import nn
+from torchmetrics import MeanAbsoluteError
+
+from mpnn.data.batch import EnsembleBatch
+from mpnn.data.spec import DataSpec
+from mpnn.files import write_atomically
+from mpnn.models.factory import build_model
+from mpnn.targets import get_target
+from mpnn.training.module import FUSED_OPTIMIZERS, batch_loss, denormalise, normalised_loss
+from mpnn.training.schedules import plateau
+
+MEMBERS_DIR = "members"
+
+
+def member_dir(run_dir: Path, seed: int) -> Path:
+    """Where member `seed` of an ensemble run keeps its results and best checkpoint."""
+    return Path(run_dir) / MEMBERS_DIR / f"seed{seed}"
+
+
+class EnsembleModule(L.LightningModule):
+    """K members trained together; see the module docstring. `patience`: a member stops training once its
+    validation MAE has not improved by `min_delta` for that many validations (None: never); the run stops
+    when every member has."""
+
+    def __init__(
+        self,
+        model: dict,
+        data: dict,
+        optimizer: dict,
+        schedule: dict,
+        seeds: list[int],
+        backend: str = "dense",
+        gradient_clip_val: float | None = 10.0,
+        patience: int | None = None,
+        min_delta: float = 0.0,
+    ):
+        super().__init__()
+        if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+            raise ValueError(f"an ensemble needs two or more different seeds, got {seeds}")
+        if backend != "dense":
+            raise ValueError(
+                f"ensemble.size > 1 trains the dense path of the paper's MPNN; backend={backend} (and PyG's models) "
+                "train one model per run"
+            )
+        if instantiate(schedule).func is plateau:
+            raise ValueError(
+                "schedule=plateau lowers one learning rate on one validation MAE; an ensemble's members would each "
+                "need their own, which is not supported: use schedule=linear_decay, constant or "
+                "warmup_exponential_decay with ensemble.size > 1"
+            )
+        if patience is not None and patience < 1:
+            raise ValueError(f"early stopping patience={patience} must be >= 1")
+        self.save_hyperparameters()
+        self.automatic_optimization = False  # one optimizer step for all members, as RegressionModule's
+        self.spec = DataSpec(**data)
+        self.members = nn.ModuleList(build_model(model, self.spec, seed) for seed in seeds)
+        self.target = get_target(self.spec.target)
+        self.member_mae = nn.ModuleList(MeanAbsoluteError() for _ in seeds)
+        self.ensemble_mae = MeanAbsoluteError()
+        # Per member: best validation MAE, validations since it improved, still training, MAE per epoch.
+        self.best_val = [math.inf] * len(seeds)
+        self.since_best = [0] * len(seeds)
+        self.training_members = [True] * len(seeds)
+        self.val_history: list[list[float]] = [[] for _ in seeds]
+        self._train_loss_sum = torch.zeros(())
+        self._train_molecules = 0
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.hparams.seeds)
+
+    def fit_scaler(self, datamodule) -> None:
+        """Fit every member's target scaler on the training split (the same split for all)."""
+        from mpnn.recipes import RECIPES
+
+        y, counts = datamodule.training_targets()
+        for member in self.members:
+            member.scaler.fit(y, counts, atomrefs=RECIPES[self.spec.recipe].atomrefs)
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            self.fit_scaler(self.trainer.datamodule)
+
+    def on_fit_start(self) -> None:
+        if self.trainer.world_size > 1:
+            raise ValueError("ensemble.size > 1 trains its members on one device; use it without trainer=ddp")
+        if self.trainer.precision in ("16-mixed", "bf16-true", "16-true"):
+            raise ValueError(f"trainer.precision={self.trainer.precision} is not supported; use bf16-mixed or 32-true")
+
+    def training_step(self, batch: EnsembleBatch, batch_idx: int) -> None:
+        if not isinstance(batch, EnsembleBatch) or len(batch.members) != len(self.members):
+            raise ValueError(f"an ensemble of {len(self.members)} trains on one batch per member (data.shuffle_seeds)")
+        optimizer = self.optimizers()
+        optimizer.zero_grad()  # members that stopped keep no gradient: the optimizer leaves them as they are
+        training = [k for k, on in enumerate(self.training_members) if on]
+        losses = {k: batch_loss(lambda part, m=self.members[k]: normalised_loss(m, part), batch.members[k])[0]
+                  for k in training}  # fmt: skip
+        self.manual_backward(sum(losses.values()))  # members share no weights: each gets its own gradient
+        clip = self.hparams.gradient_clip_val
+        if clip:
+            for k in training:
+                torch.nn.utils.clip_grad_norm_(self.members[k].parameters(), clip)
+        optimizer.step()
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+        molecules = sum(batch.members[k].num_graphs for k in training)
+        summed = sum(loss.detach() * batch.members[k].num_graphs for k, loss in losses.items())
+        self._train_loss_sum = self._train_loss_sum.to(summed.device) + summed
+        self._train_molecules += molecules
+
+    def on_train_epoch_end(self) -> None:
+        if self._train_molecules:
+            self.log("train/loss", self._train_loss_sum / self._train_molecules)
+        self._train_loss_sum, self._train_molecules = torch.zeros((), device=self.device), 0
+
+    def member_predictions(self, batch) -> torch.Tensor:
+        """(K, molecules) predictions of every member in the target's physical unit (float64)."""
+        predictions = []
+        for member in self.members:
+            prediction = batch_loss(lambda part, m=member: normalised_loss(m, part), batch)[1]
+            predictions.append(denormalise(member, prediction, batch))
+        return torch.stack(predictions)
+
+    @torch.no_grad()
+    def predict(self, batch) -> torch.Tensor:
+        """The ensemble's prediction (the members' mean) in the target's physical unit (float64)."""
+        return self.member_predictions(batch).mean(0)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        predictions = self.member_predictions(batch)
+        truth, size = batch.y.float(), batch.num_graphs
+        for seed, metric, prediction in zip(self.seeds, self.member_mae, predictions):
+            metric.update(prediction.float(), truth)
+            self.log(f"val/mae/seed{seed}", metric, on_step=False, on_epoch=True, batch_size=size)
+        self.ensemble_mae.update(predictions.mean(0).float(), truth)
+        self.log("val/mae", self.ensemble_mae, on_step=False, on_epoch=True, batch_size=size, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        ensemble = self.ensemble_mae.compute()
+        ratio = self.target.chemical_accuracy
+        self.log("val/error_ratio", ensemble / ratio if ratio else ensemble)
+        if not self.trainer.sanity_checking:
+            self.select([float(metric.compute()) for metric in self.member_mae])
+
+    def select(self, maes: list[float]) -> None:
+        """After a validation: keep each improved member's weights as its best checkpoint; stop members
+        whose patience ran out, and the run once all have."""
+        patience, min_delta = self.hparams.patience, self.hparams.min_delta
+        for k, mae in enumerate(maes):
+            if not self.training_members[k]:
+                continue
+            self.val_history[k].append(mae)
+            if mae < self.best_val[k] - min_delta or math.isinf(self.best_val[k]):
+                self.best_val[k], self.since_best[k] = mae, 0
+                if self.trainer.is_global_zero:
+                    self.save_member(k, Path(self.trainer.default_root_dir), epoch=self.current_epoch, val_mae=mae)
+            else:
+                self.since_best[k] += 1
+                if patience is not None and self.since_best[k] >= patience:
+                    self.training_members[k] = False
+        if not any(self.training_members):
+            self.trainer.should_stop = True
+
+    def member_checkpoint(self, k: int, **extra) -> dict:
+        """Member k as a single run's checkpoint: `mpnn.load_checkpoint` rebuilds it alone."""
+        hparams = {key: self.hparams[key] for key in ("model", "data", "optimizer", "schedule", "backend")}
+        hparams.update(gradient_clip_val=self.hparams.gradient_clip_val, seed=self.seeds[k])
+        state = {f"model.{name}": value.detach().cpu() for name, value in self.members[k].state_dict().items()}
+        return {"hyper_parameters": hparams, "state_dict": state, **extra}
+
+    def save_member(self, k: int, run_dir: Path, **extra) -> Path:
+        path = member_dir(run_dir, self.seeds[k]) / "checkpoints" / "best.ckpt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        checkpoint = self.member_checkpoint(k, **extra)
+        write_atomically(path, lambda file: torch.save(checkpoint, file))
+        return path
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:  # plain lists: loadable with weights_only=True
+        checkpoint["ensemble"] = {
+            "best_val": self.best_val,
+            "since_best": self.since_best,
+            "training_members": self.training_members,
+            "val_history": self.val_history,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["ensemble"]
+        self.best_val, self.since_best = list(state["best_val"]), list(state["since_best"])
+        self.training_members = list(state["training_members"])
+        self.val_history = [list(history) for history in state["val_history"]]
+
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict:
+        factory = instantiate(self.hparams.optimizer)
+        fused = self.device.type == "cuda" and factory.func in FUSED_OPTIMIZERS
+        groups = [{"params": list(member.parameters())} for member in self.members]
+        optimizer = factory(groups, **({"fused": True} if fused else {}))
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = instantiate(self.hparams.schedule)(optimizer, total_steps=total_steps)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+@torch.no_grad()
+def member_test_predictions(run_dir: Path, seeds: list[int], store, rows: np.ndarray, batch_size: int, device) -> list:
+    """Each member's predictions (physical units) of dataset rows `rows`, from its best checkpoint on disk."""
+    from mpnn.inference import load_checkpoint, predict
+
+    predictions = []
+    for seed in seeds:
+        path = member_dir(run_dir, seed) / "checkpoints" / "best.ckpt"
+        if not path.is_file():
+            raise FileNotFoundError(f"member seed {seed} saved no best checkpoint ({path}): no validation finished")
+        predictions.append(predict(load_checkpoint(path, device), store, rows, batch_size))
+    return predictions
+
+
+def ensemble_results(cfg, run_dir: Path, trainer: L.Trainer, module: EnsembleModule, datamodule, common: dict) -> dict:
+    """Test every member's best checkpoint and the ensemble (the members' mean prediction) on the whole test
+    set; write each member's results as a single run's under members/seed<s>/, and the ensemble's at the top.
+
+    `common`: the results fields all members share (target, model, data, timing...). Returns the ensemble's.
+    """
+    from omegaconf import OmegaConf
+
+    from mpnn.training.reporting import draw_run_figures, report_to_wandb, write_results
+    from mpnn.training.resume import CONFIG_FILE
+
+    run_dir = Path(run_dir)
+    target, index = module.target, datamodule.split.test
+    truth = datamodule.packed.targets[index, datamodule.target_column]
+    device = trainer.strategy.root_device
+    predictions = member_test_predictions(
+        run_dir, module.seeds, datamodule.dataset, index, datamodule.eval_batch_size, device
+    )
+    chemical = target.chemical_accuracy
+
+    def scores(predicted: np.ndarray) -> dict:
+        mae = float(np.abs(predicted - truth).mean())
+        return {"test_mae": mae, "test_error_ratio": mae / chemical if chemical else mae}
+
+    members = []
+    for k, (seed, predicted) in enumerate(zip(module.seeds, predictions)):
+        folder = member_dir(run_dir, seed)
+        member_config = OmegaConf.merge(cfg, {"seed": seed, "ensemble": {"size": 1}})
+        (folder / CONFIG_FILE).write_text(OmegaConf.to_yaml(member_config, resolve=True))
+        np.savez(folder / "test_predictions.npz", index=index, prediction=predicted, target=truth)
+        member = {
+            **common,
+            **scores(predicted),
+            "best_val_mae": module.best_val[k],
+            "val_mae_per_epoch": module.val_history[k],
+            "stopped_early": not module.training_members[k],
+            "best_checkpoint": "checkpoints/best.ckpt",
+            "seed": seed,
+            "ensemble_run": "../..",
+        }
+        write_results(folder / "results.json", member)
+        members.append(member)
+    mean, spread = np.mean(predictions, axis=0), np.std(predictions, axis=0, ddof=1)
+    np.savez(run_dir / "test_predictions.npz", index=index, prediction=mean, spread=spread, target=truth)
+    ensemble = scores(mean)
+    history = common.get("val_mae_per_epoch") or [math.nan]
+    results = {
+        **common,
+        **ensemble,
+        "best_val_mae": min(history),  # the ensemble's validation MAE at its best epoch
+        "ensemble_size": len(members),
+        "members_mean_test_mae": float(np.mean([m["test_mae"] for m in members])),
+        "members": [
+            {
+                "seed": m["seed"],
+                "test_mae": m["test_mae"],
+                "best_val_mae": m["best_val_mae"],
+                "run_dir": str(Path(MEMBERS_DIR) / f"seed{m['seed']}"),
+                "best_checkpoint": str(Path(MEMBERS_DIR) / f"seed{m['seed']}" / m["best_checkpoint"]),
+            }
+            for m in members
+        ],
+        "best_checkpoint": None,
+        "seed": cfg.seed,
+    }
+    for logger in trainer.loggers:
+        logger.log_metrics(
+            {"test/mae": ensemble["test_mae"], **{f"test/mae/seed{m['seed']}": m["test_mae"] for m in members}},
+            step=trainer.global_step,
+        )
+    figures = draw_run_figures(run_dir, target, truth, mean, common.get("val_mae_per_epoch", []))
+    report_to_wandb(trainer, results, figures)
+    write_results(run_dir / "results.json", results)
+    return results

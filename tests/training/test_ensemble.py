@@ -1,0 +1,142 @@
+"""Ensembles in one process (`ensemble.size=K`): member k is the single run with seed k, step by step;
+a run directory's members and ensemble reach results, mpnn-predict, mpnn-compare and resume."""
+
+import json
+import sys
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from mpnn.cli import compose
+from mpnn.training.build import build
+from tests.conftest import DATA_ROOT, REPO, kill_after_first_checkpoint, run_script, train
+from tests.test_predict import as_xyz
+
+SMALL = ("model.hidden_dim=16", "model.steps=2", "model.readout.steps=2", "model.message.hidden_dim=16")
+
+
+def compose_config(*overrides: str):
+    return compose([f"paths.data_dir={DATA_ROOT}", "logger=none", *overrides])
+
+
+class Trajectory(L.Callback):
+    """Each model's parameters (one flat vector per model) after every step, and its MAE per validation."""
+
+    def __init__(self):
+        self.steps: list[list[torch.Tensor]] = []
+        self.val_mae: list[list[float]] = []
+
+    @staticmethod
+    def models(module) -> list:
+        return list(module.members) if hasattr(module, "members") else [module.model]
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        flat = [torch.cat([p.detach().reshape(-1) for p in m.parameters()]).clone() for m in self.models(module)]
+        self.steps.append(flat)
+
+    def on_validation_epoch_end(self, trainer, module) -> None:
+        if not trainer.sanity_checking:  # the single run's MAE or each member's, recomputed from the metrics
+            metrics = module.member_mae if hasattr(module, "member_mae") else [module.metrics["val_mae"]]
+            self.val_mae.append([float(metric.compute()) for metric in metrics])
+
+
+def fit(overrides: tuple[str, ...], root) -> Trajectory:
+    datamodule, module = build(compose_config(*overrides))
+    trajectory = Trajectory()
+    trainer = L.Trainer(
+        accelerator="cpu", precision="64-true", max_epochs=2, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, callbacks=[trajectory],
+        default_root_dir=str(root),
+    )  # fmt: skip
+    trainer.fit(module, datamodule=datamodule)
+    return trajectory
+
+
+def test_every_member_follows_the_single_run_of_its_seed(tmp_path, packed):
+    # Clipping at 0.05 binds on every step (checked below), so a norm over all members would differ;
+    # the linear decay from step 0 changes the learning rate at every step.
+    settings = (*SMALL, "data.subset=150", "data.batch_size=10", "optim.gradient_clip_val=0.05",
+                "schedule.decay_start=0.0", "schedule.final_lr_factor=0.1")  # fmt: skip
+    ensemble = fit((*settings, "ensemble.size=2"), tmp_path / "ensemble")
+    assert len(ensemble.steps) >= 20 and len(ensemble.val_mae) == 2
+    for k in range(2):
+        single = fit((*settings, f"seed={k}"), tmp_path / f"seed{k}")
+        assert len(single.steps) == len(ensemble.steps)
+        for step, (alone, together) in enumerate(zip(single.steps, ensemble.steps)):
+            assert torch.allclose(alone[0], together[k], rtol=0, atol=1e-10), f"member {k} parts at step {step}"
+        np.testing.assert_allclose([v[0] for v in single.val_mae], [v[k] for v in ensemble.val_mae], rtol=0, atol=1e-10)
+    # The members are different models, and each has moved from its start.
+    assert not torch.allclose(ensemble.steps[-1][0], ensemble.steps[-1][1])
+    # Clipping binds: the first batch's gradient norm of member 0 is well above 0.05.
+    datamodule, module = build(compose_config(*settings, "ensemble.size=2"))
+    member = module.members[0].double()
+    batch = datamodule.batch(datamodule.split.train[:10], dtype=torch.float64)
+    torch.nn.functional.mse_loss(member(batch), member.normalise(batch).double()).backward()
+    assert torch.nn.utils.clip_grad_norm_(member.parameters(), float("inf")) > 0.1
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("schedule=plateau", "schedule=plateau lowers one learning rate"),
+        ("optim.cuda_graph=true", "optim.cuda_graph=true is not supported with ensemble.size > 1"),
+        ("callbacks=ema", "callbacks=ema is not supported with ensemble.size > 1"),
+        ("model=schnet", "train one model per run"),
+        ("ensemble.size=0", "ensemble.size=0 must be a whole number >= 1"),
+    ],
+)
+def test_what_an_ensemble_does_not_support_is_refused_by_name(override, message, packed):
+    with pytest.raises(ValueError, match=message):
+        build(compose_config("data.subset=100", "ensemble.size=2", override))
+
+
+@pytest.mark.slow
+def test_an_ensemble_run_reports_members_predicts_compares_and_resumes(tmp_path, packed):
+    settings = ("target=mu", *SMALL, "data.subset=300", "trainer.max_epochs=2", "logger=csv")
+    out = tmp_path / "ensemble"
+    results = train(out, *settings, "ensemble.size=3")
+    # Each member is reported as a single run, and the ensemble (the members' mean) on the same test set.
+    assert [m["seed"] for m in results["members"]] == [0, 1, 2] and results["ensemble_size"] == 3
+    member_mae = []
+    for member in results["members"]:
+        alone = json.loads((out / member["run_dir"] / "results.json").read_text())
+        assert (
+            alone["seed"] == member["seed"] and np.isfinite(alone["test_mae"]) and len(alone["val_mae_per_epoch"]) == 2
+        )
+        assert (out / member["best_checkpoint"]).is_file()
+        member_mae.append(alone["test_mae"])
+    assert np.isfinite(results["test_mae"]) and results["test_mae"] <= np.mean(member_mae) + 1e-12
+    assert len({round(mae, 9) for mae in member_mae}) == 3  # three different models
+    saved = np.load(out / "test_predictions.npz")
+    assert np.abs(saved["prediction"] - saved["target"]).mean() == pytest.approx(results["test_mae"])
+    assert (saved["spread"] > 0).all()
+    metrics = (out / "csv" / "metrics.csv").read_text().splitlines()[0]
+    assert all(f"val/mae/seed{seed}" in metrics for seed in (0, 1, 2)) and "test/mae/seed2" in metrics
+
+    # mpnn-predict on the run directory: every member's checkpoint, their mean and spread per molecule.
+    xyz, _ = as_xyz(np.load(out / "test_predictions.npz")["index"][:2])
+    (tmp_path / "two.xyz").write_text(xyz)
+    predicted = run_script("mpnn/cli/predict.py", str(out), "--xyz", str(tmp_path / "two.xyz"))
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    header, *rows = predicted.stdout.strip().splitlines()
+    assert "mu [D]" in header and "mu std [D]" in header and len(rows) == 2
+
+    # mpnn-compare: a row per member, the ensemble's row, and the members' ensemble line.
+    compared = run_script("mpnn/cli/compare.py", str(out), "--out", str(tmp_path / "ratios.png"))
+    assert compared.returncode == 0, compared.stderr[-2000:]
+    for seed in (0, 1, 2):
+        assert f"members/seed{seed}" in compared.stdout
+    assert "ensemble.size=3" in compared.stdout
+    assert f"ensemble of 3: test MAE {results['test_mae']:.4g}" in compared.stdout
+
+    # Killed after its first epoch and resumed: the same members as the run that was not interrupted.
+    resumed_dir = tmp_path / "resumed"
+    command = [sys.executable, str(REPO / "train.py"), *settings, "ensemble.size=3", f"hydra.run.dir={resumed_dir}",
+               "trainer.accelerator=cpu"]  # fmt: skip
+    assert kill_after_first_checkpoint(command, resumed_dir).exists()
+    resumed = train(resumed_dir, *settings, "ensemble.size=3", "resume=true")
+    for before, after in zip(results["members"], resumed["members"]):
+        assert after["best_val_mae"] == pytest.approx(before["best_val_mae"], rel=1e-5)
+        assert after["test_mae"] == pytest.approx(before["test_mae"], rel=1e-5)
