@@ -7,6 +7,7 @@
     mpnn-benchmark --accuracy                    # validation MAE of the speed-ups vs the plain path, 3 seeds
     mpnn-benchmark --time-to-accuracy            # validation MAE against seconds, this project vs the example
     mpnn-benchmark --learning                    # every paper config's validation MAE per epoch vs the example
+    mpnn-benchmark --ensemble 1,2,5              # step of K enn_s2s models in one process vs K single runs
     mpnn-benchmark --step [overrides]            # the training step alone, no Lightning, no loader
     mpnn-benchmark --flops [overrides]           # floating-point operations of one step, by operator
 
@@ -211,6 +212,21 @@ def learning(args, overrides: list[str], device: torch.device) -> None:
         print(json.dumps({"device": device_name(device), **result}))
 
 
+def ensemble(args, accelerator: list[str], device: torch.device) -> None:
+    from mpnn.bench.ensemble import ensemble_table, ensemble_timing
+
+    try:
+        sizes = [int(k) for k in args.ensemble.split(",")]
+    except ValueError:
+        raise SystemExit(f"--ensemble {args.ensemble!r}: give ensemble sizes as whole numbers, e.g. 1,2,5") from None
+    quick = ["model.hidden_dim=16", "model.steps=2", "model.readout.steps=2"] if args.quick else []
+    overrides = ["experiment=enn_s2s", "data.subset=1000", *accelerator, *quick, *args.overrides]
+    result = ensemble_timing(overrides, sizes, args.engines.split(","), device, 5 if args.quick else args.steps)
+    print(ensemble_table(result))
+    if args.json:
+        print(json.dumps(result))
+
+
 def flops(overrides: list[str], device: torch.device) -> None:
     """Matrix-product FLOPs of one step on the first training batch in split order."""
     from mpnn.bench.throughput import step_flops
@@ -238,6 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     mode.add_argument("--accuracy", action="store_true", help="validation MAE of the speed-ups, seeds x epochs")
     mode.add_argument("--time-to-accuracy", action="store_true", help="validation MAE against training seconds")
     mode.add_argument("--learning", action="store_true", help="every paper config's validation MAE per epoch")
+    mode.add_argument("--ensemble", default=None, help="step time of K models in one process, e.g. 1,2,5")
     parser.add_argument("--baseline-steps", type=int, default=None, help="timed baseline steps")
     parser.add_argument("--baseline-workers", type=int, default=0, help="baseline DataLoader workers (example: 0)")
     parser.add_argument("--zoo-models", default=",".join(ZOO), help="--zoo: comma-separated models")
@@ -249,6 +266,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--subset", type=int, default=2000, help="--learning: molecules (split as usual)")
     parser.add_argument("--epochs", type=int, default=5, help="--learning: epochs per config")
     parser.add_argument("--configs", default=None, help="--learning: comma-separated labels (default: all)")
+    parser.add_argument("--engines", default="loop,stacked", help="--ensemble: ensemble.engine values to time")
+    parser.add_argument("--steps", type=int, default=20, help="--ensemble: timed steps per configuration")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for this project's side")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -269,6 +288,8 @@ def main(argv: list[str] | None = None) -> None:
         accuracy(args, [*accelerator, *epochs, *args.overrides], device)
     elif args.learning:
         learning(args, accelerator, device)
+    elif args.ensemble:
+        ensemble(args, accelerator, device)
     elif args.time_to_accuracy:
         subset = ["data.subset=1000"] if args.quick else ["data.subset=10000"] if args.device == "cpu" else []
         time_to_accuracy(args, [*FAST_PATH, "schedule=constant", *accelerator, *subset, *args.overrides], device)

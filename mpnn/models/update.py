@@ -12,8 +12,11 @@ class GRUUpdate(nn.Module):
     """h_v <- GRU(h_v, m_v) for every atom: node states (N, d) of a PyG batch or (B, n, d) dense.
 
     A GRUCell on all atoms at once replaces the length-1 cuDNN sequence call of the PyG example.
-    The state stays in float32 under bf16 autocast (`mpnn.models.precision`).
+    The state stays in float32 under bf16 autocast (`mpnn.models.precision`). `fused=False` writes
+    the cell out with the same weights (for `torch.func.vmap`, which runs the fused cell member by member).
     """
+
+    fused: bool = True
 
     def __init__(self, dim: int):
         super().__init__()
@@ -22,4 +25,14 @@ class GRUUpdate(nn.Module):
     def forward(self, h: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         shape = h.shape
         with float32_region(h.device.type):
-            return self.cell(float32(m).reshape(-1, shape[-1]), float32(h).reshape(-1, shape[-1])).view(shape)
+            m, h = float32(m).reshape(-1, shape[-1]), float32(h).reshape(-1, shape[-1])
+            return (self.cell(m, h) if self.fused else self._written_out(m, h)).view(shape)
+
+    def _written_out(self, m: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """PyTorch's GRUCell equations: reset r, update z, candidate n; h' = (1 - z) n + z h."""
+        cell = self.cell
+        i_r, i_z, i_n = (m @ cell.weight_ih.T + cell.bias_ih).chunk(3, dim=-1)
+        h_r, h_z, h_n = (h @ cell.weight_hh.T + cell.bias_hh).chunk(3, dim=-1)
+        r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+        n = torch.tanh(i_n + r * h_n)
+        return (1 - z) * n + z * h

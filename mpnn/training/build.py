@@ -97,6 +97,12 @@ def build_ensemble(cfg: DictConfig, model_config: dict, datamodule, optim: dict,
             raise ValueError(f"optim.{key}=true is not supported with ensemble.size > 1 yet; use it without")
     if any(_is(c, WeightAveraging) for c in (cfg.get("callbacks") or {}).values()):
         raise ValueError("callbacks=ema is not supported with ensemble.size > 1; use it without")
+    engine = OmegaConf.select(cfg, "ensemble.engine", default="loop")
+    if engine == "stacked" and (cfg.data.bucketing or cfg.data.batch_parts > 1):
+        raise ValueError(
+            "ensemble.engine=stacked runs the members' batches as one: use it with data.bucketing=false and "
+            "data.batch_parts=1 (or ensemble.engine=loop)"
+        )
     stopping = [c for c in (cfg.get("callbacks") or {}).values() if _is(c, EarlyStopping)]
     return EnsembleModule(
         model=model_config,
@@ -109,6 +115,7 @@ def build_ensemble(cfg: DictConfig, model_config: dict, datamodule, optim: dict,
         # callbacks=early_stopping stops each member on its own validation MAE
         patience=stopping[0].patience if stopping else None,
         min_delta=stopping[0].get("min_delta", 0.0) if stopping else 0.0,
+        engine=engine,
     )
 
 

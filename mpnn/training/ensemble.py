@@ -18,17 +18,21 @@ the top-level results.json has the ensemble's test MAE and a `members` list.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
+import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
+from torch.func import functional_call, vmap
 from torchmetrics import MeanAbsoluteError
 
-from mpnn.data.batch import EnsembleBatch
+from mpnn.data.batch import EnsembleBatch, MoleculeBatch
 from mpnn.data.spec import DataSpec
 from mpnn.files import write_atomically
 from mpnn.models.factory import build_model
@@ -37,6 +41,8 @@ from mpnn.training.module import FUSED_OPTIMIZERS, batch_loss, denormalise, norm
 from mpnn.training.schedules import plateau
 
 MEMBERS_DIR = "members"
+# loop: one member after another; stacked: all members in one vmapped forward pass (StackedMembers).
+ENGINES = ("loop", "stacked")
 
 
 def member_dir(run_dir: Path, seed: int) -> Path:
@@ -60,8 +66,11 @@ class EnsembleModule(L.LightningModule):
         gradient_clip_val: float | None = 10.0,
         patience: int | None = None,
         min_delta: float = 0.0,
+        engine: str = "loop",
     ):
         super().__init__()
+        if engine not in ENGINES:
+            raise ValueError(f"unknown ensemble.engine={engine!r}; valid: {', '.join(ENGINES)}")
         if len(seeds) < 2 or len(set(seeds)) != len(seeds):
             raise ValueError(f"an ensemble needs two or more different seeds, got {seeds}")
         if backend != "dense":
@@ -81,6 +90,7 @@ class EnsembleModule(L.LightningModule):
         self.automatic_optimization = False  # one optimizer step for all members, as RegressionModule's
         self.spec = DataSpec(**data)
         self.members = nn.ModuleList(build_model(model, self.spec, seed) for seed in seeds)
+        self.stacked = StackedMembers(self.members) if engine == "stacked" else None
         self.target = get_target(self.spec.target)
         self.member_mae = nn.ModuleList(MeanAbsoluteError() for _ in seeds)
         self.ensemble_mae = MeanAbsoluteError()
@@ -120,9 +130,11 @@ class EnsembleModule(L.LightningModule):
         optimizer = self.optimizers()
         optimizer.zero_grad()  # members that stopped keep no gradient: the optimizer leaves them as they are
         training = [k for k, on in enumerate(self.training_members) if on]
-        losses = {k: batch_loss(lambda part, m=self.members[k]: normalised_loss(m, part), batch.members[k])[0]
-                  for k in training}  # fmt: skip
+        losses = self.member_losses(batch, training)
         self.manual_backward(sum(losses.values()))  # members share no weights: each gets its own gradient
+        for k in set(range(len(self.members))) - set(training):  # stopped members: no gradient, no step
+            for parameter in self.members[k].parameters():
+                parameter.grad = None
         clip = self.hparams.gradient_clip_val
         if clip:
             for k in training:
@@ -136,6 +148,18 @@ class EnsembleModule(L.LightningModule):
         self._train_loss_sum = self._train_loss_sum.to(summed.device) + summed
         self._train_molecules += molecules
 
+    def member_losses(self, batch: EnsembleBatch, training: list[int]) -> dict[int, torch.Tensor]:
+        """MSE on the standardised target of each training member k on its batch `batch.members[k]`."""
+        if self.stacked is None:
+            return {
+                k: batch_loss(lambda part, m=self.members[k]: normalised_loss(m, part), batch.members[k])[0]
+                for k in training
+            }
+        predictions = self.stacked(batch.members)  # every member runs; those stopped get no gradient
+        targets = torch.stack([m.normalise(part) for m, part in zip(self.members, batch.members)])
+        errors = ((predictions - targets) ** 2).mean(-1)  # as torch.nn.functional.mse_loss, per member
+        return {k: errors[k] for k in training}
+
     def on_train_epoch_end(self) -> None:
         if self._train_molecules:
             self.log("train/loss", self._train_loss_sum / self._train_molecules)
@@ -143,6 +167,9 @@ class EnsembleModule(L.LightningModule):
 
     def member_predictions(self, batch) -> torch.Tensor:
         """(K, molecules) predictions of every member in the target's physical unit (float64)."""
+        if self.stacked is not None:
+            standardised = self.stacked(batch)
+            return torch.stack([m.denormalise(p, batch) for m, p in zip(self.members, standardised)])
         predictions = []
         for member in self.members:
             prediction = batch_loss(lambda part, m=member: normalised_loss(m, part), batch)[1]
@@ -227,6 +254,67 @@ class EnsembleModule(L.LightningModule):
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class StackedMembers:
+    """The members' forward passes as one batched computation: their parameters stacked along a new
+    first dimension (differentiably: gradients reach each member's own parameters) and the model run
+    once under `torch.func.vmap`, on one dense batch per member or one batch for all.
+
+    The model is a copy of member 0 on the meta device with its fused recurrent cells written out
+    (`fused=False`), called with the stacked tensors by `torch.func.functional_call`.
+    """
+
+    def __init__(self, members: nn.ModuleList):
+        self.members = members
+        self.template = copy.deepcopy(members[0]).to("meta")
+        for module in self.template.modules():
+            if hasattr(module, "fused"):
+                module.fused = False
+
+    def __call__(self, batches: list[MoleculeBatch] | MoleculeBatch) -> torch.Tensor:
+        """(K, molecules) standardised predictions: member k's of `batches[k]`, or of the one batch given."""
+        names = [name for name, _ in self.members[0].named_parameters()]
+        stacked = {name: torch.stack([member.get_parameter(name) for member in self.members]) for name in names}
+        buffers = {
+            name: torch.stack([member.get_buffer(name) for member in self.members])
+            for name, _ in self.members[0].named_buffers()
+        }
+        shared = isinstance(batches, MoleculeBatch)
+        fields = astuple_shallow(batches if shared else stack_batches(batches))
+
+        def forward(parameters: dict, buffers: dict, *fields: torch.Tensor) -> torch.Tensor:
+            return functional_call(self.template, (parameters, buffers), (MoleculeBatch(*fields),))
+
+        in_dims = (0, 0, *([None] * len(fields) if shared else [0] * len(fields)))
+        return vmap(forward, in_dims=in_dims)(stacked, buffers, *fields)
+
+
+def astuple_shallow(batch: MoleculeBatch) -> tuple[torch.Tensor, ...]:
+    """A batch's tensors in field order (`dataclasses.astuple` would copy them)."""
+    return tuple(getattr(batch, field.name) for field in dataclasses.fields(batch))
+
+
+def stack_batches(batches: list[MoleculeBatch]) -> MoleculeBatch:
+    """Dense batches of the same molecule count stacked along a new first dimension, each padded to the
+    largest atom count among them (padding is masked, as within a batch)."""
+    if len({batch.num_graphs for batch in batches}) != 1:
+        raise ValueError("ensemble.engine=stacked needs the members' batches to hold the same number of molecules")
+    n = max(batch.x.shape[1] for batch in batches)
+
+    def padded(batch: MoleculeBatch) -> list[torch.Tensor]:
+        extra = n - batch.x.shape[1]
+        return [
+            F.pad(batch.x, (0, 0, 0, extra)),
+            F.pad(batch.z, (0, extra)),
+            F.pad(batch.pos, (0, 0, 0, extra)),
+            F.pad(batch.bond, (0, extra, 0, extra)),
+            F.pad(batch.mask.to(torch.uint8), (0, extra)).bool(),
+            batch.y,
+            batch.index,
+        ]
+
+    return MoleculeBatch(*(torch.stack(field) for field in zip(*map(padded, batches))))
 
 
 @torch.no_grad()

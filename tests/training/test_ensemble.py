@@ -54,12 +54,13 @@ def fit(overrides: tuple[str, ...], root) -> Trajectory:
     return trajectory
 
 
-def test_every_member_follows_the_single_run_of_its_seed(tmp_path, packed):
+@pytest.mark.parametrize("engine", ["loop", "stacked"])
+def test_every_member_follows_the_single_run_of_its_seed(engine, tmp_path, packed):
     # Clipping at 0.05 binds on every step (checked below), so a norm over all members would differ;
     # the linear decay from step 0 changes the learning rate at every step.
     settings = (*SMALL, "data.subset=150", "data.batch_size=10", "optim.gradient_clip_val=0.05",
                 "schedule.decay_start=0.0", "schedule.final_lr_factor=0.1")  # fmt: skip
-    ensemble = fit((*settings, "ensemble.size=2"), tmp_path / "ensemble")
+    ensemble = fit((*settings, "ensemble.size=2", f"ensemble.engine={engine}"), tmp_path / "ensemble")
     assert len(ensemble.steps) >= 20 and len(ensemble.val_mae) == 2
     for k in range(2):
         single = fit((*settings, f"seed={k}"), tmp_path / f"seed{k}")
