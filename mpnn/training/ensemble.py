@@ -36,6 +36,7 @@ from mpnn.data.batch import EnsembleBatch, MoleculeBatch
 from mpnn.data.spec import DataSpec
 from mpnn.files import write_atomically
 from mpnn.models.factory import build_model
+from mpnn.recipes import RECIPES
 from mpnn.targets import get_target
 from mpnn.training.module import FUSED_OPTIMIZERS, batch_loss, denormalise, normalised_loss
 from mpnn.training.schedules import plateau
@@ -108,8 +109,6 @@ class EnsembleModule(L.LightningModule):
 
     def fit_scaler(self, datamodule) -> None:
         """Fit every member's target scaler on the training split (the same split for all)."""
-        from mpnn.recipes import RECIPES
-
         y, counts = datamodule.training_targets()
         for member in self.members:
             member.scaler.fit(y, counts, atomrefs=RECIPES[self.spec.recipe].atomrefs)

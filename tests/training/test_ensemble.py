@@ -141,3 +141,22 @@ def test_an_ensemble_run_reports_members_predicts_compares_and_resumes(tmp_path,
     for before, after in zip(results["members"], resumed["members"]):
         assert after["best_val_mae"] == pytest.approx(before["best_val_mae"], rel=1e-5)
         assert after["test_mae"] == pytest.approx(before["test_mae"], rel=1e-5)
+
+
+def test_each_member_keeps_its_best_checkpoint_and_stops_on_its_own_patience(tmp_path, packed):
+    from mpnn.inference import load_checkpoint
+
+    datamodule, module = build(compose_config(*SMALL, "data.subset=100", "ensemble.size=2", "seed=7"))
+    module.trainer = L.Trainer(default_root_dir=str(tmp_path), logger=False, accelerator="cpu")
+    module.hparams.patience = 1
+    module.select([1.0, 2.0])  # both improve on nothing: both saved
+    module.select([1.1, 1.5])  # member seed 7 gets worse: stopped; seed 8 improves: saved again
+    assert module.training_members == [False, True] and module.best_val == [1.0, 1.5]
+    assert not module.trainer.should_stop
+    module.select([0.5, 1.6])  # a stopped member is not selected again; seed 8 stops too, and the run
+    assert module.training_members == [False, False] and module.best_val == [1.0, 1.5]
+    assert module.trainer.should_stop and module.val_history == [[1.0, 1.1], [2.0, 1.5, 1.6]]
+    batch = datamodule.batch(datamodule.split.val[:8])
+    for k, seed in enumerate((7, 8)):
+        loaded = load_checkpoint(tmp_path / "members" / f"seed{seed}" / "checkpoints" / "best.ckpt")
+        assert torch.equal(loaded.predict(batch), module.members[k].eval().predict(batch))
