@@ -69,6 +69,8 @@ def build(cfg: DictConfig) -> tuple[QM9DataModule, RegressionModule | EnsembleMo
     check_config(cfg)
     model_config = OmegaConf.to_container(cfg.model, resolve=True)
     backend = resolve_backend(model_config, cfg.backend)
+    if len(ensemble_seeds(cfg)) > 1:
+        check_ensemble(cfg, backend)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     datamodule = build_datamodule(cfg, backend)
@@ -90,19 +92,43 @@ def build(cfg: DictConfig) -> tuple[QM9DataModule, RegressionModule | EnsembleMo
     return datamodule, module
 
 
-def build_ensemble(cfg: DictConfig, model_config: dict, datamodule, optim: dict, backend: str) -> EnsembleModule:
-    """The `EnsembleModule` of `ensemble.size` > 1; what it does not support is refused by name."""
+def check_ensemble(cfg: DictConfig, backend: str) -> None:
+    """Refuse, by name and before any work, what `ensemble.size` > 1 does not support."""
+    if backend != "dense":
+        raise ValueError(
+            f"ensemble.size > 1 trains the dense path of the paper's MPNN; backend={backend} (and PyG's models) "
+            "train one model per run"
+        )
+    strategy, devices = OmegaConf.select(cfg, "trainer.strategy"), OmegaConf.select(cfg, "trainer.devices")
+    if (
+        "ddp" in str(strategy)
+        or devices not in (1, "1", None, "auto")
+        or OmegaConf.select(cfg, "trainer.num_nodes", default=1) != 1
+    ):
+        raise ValueError(
+            "ensemble.size > 1 trains its members on one device: use it without trainer=ddp (trainer.devices=1); "
+            "to use several GPUs, run one ensemble per GPU (hydra/launcher=gpu_pool)"
+        )
     for key in ("compile", "cuda_graph"):
-        if optim[key]:
+        if cfg.optim[key]:
             raise ValueError(f"optim.{key}=true is not supported with ensemble.size > 1 yet; use it without")
     if any(_is(c, WeightAveraging) for c in (cfg.get("callbacks") or {}).values()):
         raise ValueError("callbacks=ema is not supported with ensemble.size > 1; use it without")
-    engine = OmegaConf.select(cfg, "ensemble.engine", default="loop")
-    if engine == "stacked" and (cfg.data.bucketing or cfg.data.batch_parts > 1):
+    if OmegaConf.select(cfg, "schedule._target_", default="").endswith(".plateau"):
+        raise ValueError(
+            "schedule=plateau lowers one learning rate on one validation MAE; an ensemble's members would each "
+            "need their own, which is not supported: use schedule=linear_decay, constant or "
+            "warmup_exponential_decay with ensemble.size > 1"
+        )
+    if cfg.ensemble.engine == "stacked" and (cfg.data.bucketing or cfg.data.batch_parts > 1):
         raise ValueError(
             "ensemble.engine=stacked runs the members' batches as one: use it with data.bucketing=false and "
             "data.batch_parts=1 (or ensemble.engine=loop)"
         )
+
+
+def build_ensemble(cfg: DictConfig, model_config: dict, datamodule, optim: dict, backend: str) -> EnsembleModule:
+    """The `EnsembleModule` of `ensemble.size` > 1 (checked by `check_ensemble`)."""
     stopping = [c for c in (cfg.get("callbacks") or {}).values() if _is(c, EarlyStopping)]
     return EnsembleModule(
         model=model_config,
@@ -115,7 +141,7 @@ def build_ensemble(cfg: DictConfig, model_config: dict, datamodule, optim: dict,
         # callbacks=early_stopping stops each member on its own validation MAE
         patience=stopping[0].patience if stopping else None,
         min_delta=stopping[0].get("min_delta", 0.0) if stopping else 0.0,
-        engine=engine,
+        engine=cfg.ensemble.engine,
     )
 
 

@@ -39,7 +39,6 @@ from mpnn.models.factory import build_model
 from mpnn.recipes import RECIPES
 from mpnn.targets import get_target
 from mpnn.training.module import FUSED_OPTIMIZERS, batch_loss, denormalise, normalised_loss
-from mpnn.training.schedules import plateau
 
 MEMBERS_DIR = "members"
 # loop: one member after another; stacked: all members in one vmapped forward pass (StackedMembers).
@@ -52,7 +51,8 @@ def member_dir(run_dir: Path, seed: int) -> Path:
 
 
 class EnsembleModule(L.LightningModule):
-    """K members trained together; see the module docstring. `patience`: a member stops training once its
+    """K members trained together (what it does not support is refused by `mpnn.training.build.check_ensemble`);
+    see the module docstring. `patience`: a member stops training once its
     validation MAE has not improved by `min_delta` for that many validations (None: never); the run stops
     when every member has."""
 
@@ -74,17 +74,6 @@ class EnsembleModule(L.LightningModule):
             raise ValueError(f"unknown ensemble.engine={engine!r}; valid: {', '.join(ENGINES)}")
         if len(seeds) < 2 or len(set(seeds)) != len(seeds):
             raise ValueError(f"an ensemble needs two or more different seeds, got {seeds}")
-        if backend != "dense":
-            raise ValueError(
-                f"ensemble.size > 1 trains the dense path of the paper's MPNN; backend={backend} (and PyG's models) "
-                "train one model per run"
-            )
-        if instantiate(schedule).func is plateau:
-            raise ValueError(
-                "schedule=plateau lowers one learning rate on one validation MAE; an ensemble's members would each "
-                "need their own, which is not supported: use schedule=linear_decay, constant or "
-                "warmup_exponential_decay with ensemble.size > 1"
-            )
         if patience is not None and patience < 1:
             raise ValueError(f"early stopping patience={patience} must be >= 1")
         self.save_hyperparameters()

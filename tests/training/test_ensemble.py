@@ -85,6 +85,7 @@ def test_every_member_follows_the_single_run_of_its_seed(engine, tmp_path, packe
         ("optim.cuda_graph=true", "optim.cuda_graph=true is not supported with ensemble.size > 1"),
         ("callbacks=ema", "callbacks=ema is not supported with ensemble.size > 1"),
         ("model=schnet", "train one model per run"),
+        ("trainer=ddp", "without trainer=ddp"),
         ("ensemble.size=0", "ensemble.size=0 must be a whole number >= 1"),
     ],
 )
