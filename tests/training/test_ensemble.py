@@ -161,3 +161,22 @@ def test_each_member_keeps_its_best_checkpoint_and_stops_on_its_own_patience(tmp
     for k, seed in enumerate((7, 8)):
         loaded = load_checkpoint(tmp_path / "members" / f"seed{seed}" / "checkpoints" / "best.ckpt")
         assert torch.equal(loaded.predict(batch), module.members[k].eval().predict(batch))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [f"experiment={name}" for name in ("enn_s2s", "enn_s2s_implicit_h", "ggnn_no_distance", "ggnn_virtual_edges",
+     "ggnn_master_node", "ggnn_set2set", "towers_baseline", "towers8")] + ["model=pair_message"],
+)  # fmt: skip
+def test_the_stacked_engine_predicts_as_each_member_alone(config, packed):
+    """Every paper configuration (each message, update, readout and variant): the vmapped forward pass of
+    all members equals each member's own, in float64."""
+    small = ("model.hidden_dim=16", "model.steps=2", "data.subset=100")
+    datamodule, module = build(compose_config(config, *small, "ensemble.size=3", "ensemble.engine=stacked"))
+    module = module.double().eval()
+    batch = datamodule.batch(datamodule.split.train[:12], dtype=torch.float64)
+    with torch.no_grad():
+        stacked = module.member_predictions(batch)
+        alone = torch.stack([member.predict(batch) for member in module.members])
+    assert stacked.shape == (3, 12) and not torch.allclose(alone[0], alone[1])
+    torch.testing.assert_close(stacked, alone, rtol=0, atol=1e-10)
