@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 def test_main_command_writes_results_and_wandb_summary(tmp_path, packed):
     out = tmp_path / "run"
-    results = train(out, "model=edge_net", "target=mu", "data.subset=2000", "trainer.max_epochs=2")
+    results = train(out, "model=edge_net", "target=mu", "data.subset=1000", "trainer.max_epochs=2")
     for key in (
         "target", "unit", "chemical_accuracy", "test_mae", "test_error_ratio", "best_val_mae",
         "epochs", "train_molecules_per_s", "wall_s", "best_checkpoint",
@@ -54,7 +54,7 @@ def test_main_command_writes_results_and_wandb_summary(tmp_path, packed):
     assert np.abs(prediction - saved["target"]).mean() == pytest.approx(results["test_mae"], rel=1e-4)
 
     # A finished run directory is never overwritten.
-    again = run_script("train.py", "data.subset=2000", "trainer.max_epochs=1", f"hydra.run.dir={out}")
+    again = run_script("train.py", "data.subset=1000", "trainer.max_epochs=1", f"hydra.run.dir={out}")
     assert again.returncode != 0 and "holds a finished run" in again.stderr
     assert json.loads((out / "results.json").read_text()) == results
 
@@ -66,7 +66,7 @@ def test_runs_without_any_logger(tmp_path, packed):
 
 def test_a_seed_fixes_the_whole_run(tmp_path, packed):
     """Same seed, same numbers (initialisation, shuffling, every epoch); another seed, other numbers."""
-    settings = ("logger=none", "data.subset=300", "trainer.max_epochs=2")
+    settings = ("logger=none", "data.subset=300", "trainer.max_epochs=2", "model.hidden_dim=16", "model.steps=2")
     first, again = (train(tmp_path / name, *settings, "seed=3") for name in ("first", "again"))
     other = train(tmp_path / "other", *settings, "seed=4")
     assert first["val_mae_per_epoch"] == again["val_mae_per_epoch"] and first["test_mae"] == again["test_mae"]
