@@ -56,6 +56,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     hparams = checkpoint.get("hyper_parameters", {})
     if not {"model", "data"} <= hparams.keys():
         raise ValueError(f"{path} is not a checkpoint of this project (no model config and data spec in it)")
+    if "seeds" in hparams:
+        raise ValueError(
+            f"{path} is the training checkpoint of an ensemble of {len(hparams['seeds'])} (for resuming it); predict "
+            "with its run directory, or with a member's members/seed<s>/checkpoints/best.ckpt"
+        )
     spec = DataSpec(**hparams["data"])
     model = build_model(hparams["model"], spec)
     state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}

@@ -96,6 +96,8 @@ def test_what_an_ensemble_does_not_support_is_refused_by_name(override, message,
 
 @pytest.mark.slow
 def test_an_ensemble_run_reports_members_predicts_compares_and_resumes(tmp_path, packed):
+    from mpnn.inference import load_checkpoint
+
     settings = ("target=mu", *SMALL, "data.subset=300", "trainer.max_epochs=2", "logger=csv")
     out = tmp_path / "ensemble"
     results = train(out, *settings, "ensemble.size=3")
@@ -114,6 +116,8 @@ def test_an_ensemble_run_reports_members_predicts_compares_and_resumes(tmp_path,
     saved = np.load(out / "test_predictions.npz")
     assert np.abs(saved["prediction"] - saved["target"]).mean() == pytest.approx(results["test_mae"])
     assert (saved["spread"] > 0).all()
+    with pytest.raises(ValueError, match="training checkpoint of an ensemble of 3"):
+        load_checkpoint(out / "checkpoints" / "last.ckpt")
     metrics = (out / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert all(f"val/mae/seed{seed}" in metrics for seed in (0, 1, 2)) and "test/mae/seed2" in metrics
 
