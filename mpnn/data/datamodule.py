@@ -205,7 +205,9 @@ class QM9DataModule(L.LightningDataModule):
         # With static shapes, also a static batch size: the last partial batch is dropped
         # (a different random 0..batch_size-1 molecules each epoch).
         drop_last = self.static_shapes and len(self.split.train) > self.batch_size
-        return self._loader(self.split.train, self.batch_size, shuffle=True, drop_last=drop_last)
+        # Lightning's overfit_batches (debug=overfit) trains on the same first batches every epoch.
+        overfit = self.trainer is not None and bool(self.trainer.overfit_batches)
+        return self._loader(self.split.train, self.batch_size, shuffle=not overfit, drop_last=drop_last)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.split.val, self.eval_batch_size, shuffle=False)
