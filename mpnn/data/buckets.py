@@ -29,14 +29,13 @@ so there are as many batch shapes as buckets (one compiled graph, one CUDA graph
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
 
 from mpnn.data.batch import MoleculeBatch
+from mpnn.data.sampling import EpochBatches
 
 # Padded work of a molecule slot in a batch padded to n atoms: n atom slots plus n^2 pair slots
 # weighted by the default edge network's FLOPs per pair relative to per atom (16.0 and 36.6
@@ -88,7 +87,7 @@ def bucket_bounds(num_atoms: np.ndarray, buckets: int) -> np.ndarray:
     return np.array(bounds[::-1])
 
 
-class BucketBatchSampler(Sampler[list[int]]):
+class BucketBatchSampler(EpochBatches):
     """Batches of positions into `num_atoms`, each from molecules of similar size (module docstring).
 
     `shuffle=False` (evaluation) orders molecules by size and keeps batches in that order. With
@@ -113,19 +112,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    @property
-    def sampler(self) -> BucketBatchSampler:
-        """Itself: Lightning calls `set_epoch` on a batch sampler's `sampler` before every epoch."""
-        return self
+        super().__init__(seed)
 
     def batches(self, epoch: int) -> list[np.ndarray]:
-        """The batches of `epoch`, in the order they are yielded."""
         rng = np.random.default_rng([self.seed, epoch])
         full, remainders = [], []
         for bucket in range(len(self.bounds)):
@@ -142,11 +131,6 @@ class BucketBatchSampler(Sampler[list[int]]):
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        epoch, self.epoch = self.epoch, self.epoch + 1
-        for batch in self.batches(epoch):
-            yield batch.tolist()
 
     def __len__(self) -> int:
         counts = np.bincount(self.bucket, minlength=len(self.bounds))

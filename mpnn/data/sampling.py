@@ -14,29 +14,46 @@ import numpy as np
 from torch.utils.data import Sampler
 
 
-class ShuffledBatches(Sampler[list[int]]):
-    """Batches of positions 0..size-1 in a fresh random order every epoch, from `seed` and the epoch."""
+class EpochBatches(Sampler[list[int]]):
+    """Base of batch samplers whose batches come from `seed` and the epoch (`batches(epoch)`): Lightning
+    calls `set_epoch` before each epoch; without it, each new iteration counts as the next epoch."""
 
-    def __init__(self, size: int, batch_size: int, seed: int, drop_last: bool = False):
-        self.size = size
-        self.batch_size = batch_size
+    def __init__(self, seed: int):
         self.seed = seed
-        self.drop_last = drop_last
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     @property
-    def sampler(self) -> ShuffledBatches:
+    def sampler(self) -> EpochBatches:
         """Itself: Lightning calls `set_epoch` on a batch sampler's `sampler` before every epoch."""
         return self
 
+    def batches(self, epoch: int) -> list[np.ndarray]:
+        """The batches of `epoch`, in the order they are yielded."""
+        raise NotImplementedError
+
     def __iter__(self) -> Iterator[list[int]]:
         epoch, self.epoch = self.epoch, self.epoch + 1
+        for batch in self.batches(epoch):
+            yield batch.tolist()
+
+
+class ShuffledBatches(EpochBatches):
+    """Batches of positions 0..size-1 in a fresh random order every epoch, from `seed` and the epoch."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, drop_last: bool = False):
+        super().__init__(seed)
+        self.size = size
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+
+    def batches(self, epoch: int) -> list[np.ndarray]:
         order = np.random.default_rng([self.seed, epoch]).permutation(self.size)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            yield order[start : start + self.batch_size].tolist()
+        return [
+            order[start : start + self.batch_size] for start in range(0, len(self) * self.batch_size, self.batch_size)
+        ]
 
     def __len__(self) -> int:
         return self.size // self.batch_size if self.drop_last else -(-self.size // self.batch_size)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from torch import nn
 from torch.func import functional_call, vmap
 from torchmetrics import MeanAbsoluteError
@@ -35,10 +36,13 @@ from torchmetrics import MeanAbsoluteError
 from mpnn.data.batch import EnsembleBatch, MoleculeBatch
 from mpnn.data.spec import DataSpec
 from mpnn.files import write_atomically
+from mpnn.inference import load_checkpoint, predict
 from mpnn.models.factory import build_model
 from mpnn.recipes import RECIPES
 from mpnn.targets import get_target
 from mpnn.training.module import FUSED_OPTIMIZERS, batch_loss, denormalise, normalised_loss
+from mpnn.training.reporting import draw_run_figures, report_to_wandb, write_results
+from mpnn.training.resume import CONFIG_FILE
 
 MEMBERS_DIR = "members"
 # loop: one member after another; stacked: all members in one vmapped forward pass (StackedMembers).
@@ -193,7 +197,7 @@ class EnsembleModule(L.LightningModule):
             if not self.training_members[k]:
                 continue
             self.val_history[k].append(mae)
-            if mae < self.best_val[k] - min_delta or math.isinf(self.best_val[k]):
+            if mae < self.best_val[k] - min_delta:
                 self.best_val[k], self.since_best[k] = mae, 0
                 if self.trainer.is_global_zero:
                     self.save_member(k, Path(self.trainer.default_root_dir), epoch=self.current_epoch, val_mae=mae)
@@ -308,8 +312,6 @@ def stack_batches(batches: list[MoleculeBatch]) -> MoleculeBatch:
 @torch.no_grad()
 def member_test_predictions(run_dir: Path, seeds: list[int], store, rows: np.ndarray, batch_size: int, device) -> list:
     """Each member's predictions (physical units) of dataset rows `rows`, from its best checkpoint on disk."""
-    from mpnn.inference import load_checkpoint, predict
-
     predictions = []
     for seed in seeds:
         path = member_dir(run_dir, seed) / "checkpoints" / "best.ckpt"
@@ -325,11 +327,6 @@ def ensemble_results(cfg, run_dir: Path, trainer: L.Trainer, module: EnsembleMod
 
     `common`: the results fields all members share (target, model, data, timing...). Returns the ensemble's.
     """
-    from omegaconf import OmegaConf
-
-    from mpnn.training.reporting import draw_run_figures, report_to_wandb, write_results
-    from mpnn.training.resume import CONFIG_FILE
-
     run_dir = Path(run_dir)
     target, index = module.target, datamodule.split.test
     truth = datamodule.packed.targets[index, datamodule.target_column]
