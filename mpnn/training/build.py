@@ -69,25 +69,25 @@ def build(cfg: DictConfig) -> tuple[QM9DataModule, RegressionModule | EnsembleMo
     check_config(cfg)
     model_config = OmegaConf.to_container(cfg.model, resolve=True)
     backend = resolve_backend(model_config, cfg.backend)
-    if len(ensemble_seeds(cfg)) > 1:
+    ensemble = len(ensemble_seeds(cfg)) > 1
+    if ensemble:
         check_ensemble(cfg, backend)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     datamodule = build_datamodule(cfg, backend)
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
-    if len(ensemble_seeds(cfg)) > 1:
+    if ensemble:
         module = build_ensemble(cfg, model_config, datamodule, optim, backend)
-        module.fit_scaler(datamodule)
-        return datamodule, module
-    module = RegressionModule(
-        model=model_config,
-        data=datamodule.spec.to_dict(),
-        optimizer=optim.pop("optimizer"),
-        schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
-        backend=backend,
-        seed=cfg.seed,
-        **{key: optim[key] for key in ("gradient_clip_val", "compile", "compile_mode", "cuda_graph")},
-    )
+    else:
+        module = RegressionModule(
+            model=model_config,
+            data=datamodule.spec.to_dict(),
+            optimizer=optim.pop("optimizer"),
+            schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
+            backend=backend,
+            seed=cfg.seed,
+            **{key: optim[key] for key in ("gradient_clip_val", "compile", "compile_mode", "cuda_graph")},
+        )
     module.fit_scaler(datamodule)
     return datamodule, module
 
