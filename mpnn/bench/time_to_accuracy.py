@@ -4,8 +4,8 @@ QM9 example, for the same wall-clock budget on the same molecules and device.
 Each side trains from scratch for `budget_s` seconds of training and is evaluated on the whole
 validation split every `budget_s / evaluations` seconds (and once before training); the clock
 stops while it is evaluated. This project runs its real Lightning pipeline (the project's
-defaults and fastest path, `FAST_PATH`; constant learning rate, since a wall-clock budget has
-no known number of steps to decay over); the example runs as it ships (its DataLoader with
+defaults on the device's fastest path, `fast_path`; constant learning rate, since a wall-clock
+budget has no known number of steps to decay over); the example runs as it ships (its DataLoader with
 per-sample transforms, NNConv + GRU + Set2Set, Adam 1e-3), also at a constant learning rate:
 its plateau schedule would not act within such a budget (patience 5 epochs).
 """

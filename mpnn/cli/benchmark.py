@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from mpnn.bench.throughput import EXAMPLE_OVERRIDES, FAST_PATH
+from mpnn.bench.throughput import EXAMPLE_OVERRIDES, fast_path
 from mpnn.bench.timing import device_name, matmul_peak
 from mpnn.bench.zoo import ZOO
 from mpnn.cli import compose
@@ -57,7 +57,7 @@ def throughput(args, overrides: list[str], device: torch.device) -> None:
     data = cfg.data
     path = (
         f"precision {cfg.trainer.precision}, batch parts {data.batch_parts}, bucketing {data.bucketing}, "
-        f"static shapes {data.static_shapes}"
+        f"static shapes {data.static_shapes}, compile {cfg.optim.compile}, CUDA graph {cfg.optim.cuda_graph}"
     )
     print(
         f"device: {device_name(device)}; torch {torch.__version__}; training molecules: {len(datamodule.split.train)}"
@@ -83,12 +83,19 @@ def throughput(args, overrides: list[str], device: torch.device) -> None:
     print(f"speedup: {speedup:.1f}")
 
 
+# The PyG side of --data-path: edge_index batches, so no padding options and no compiled or captured step.
+PYG_DATA_PATH = [
+    "backend=pyg", "data.batch_parts=1", "data.bucketing=false", "data.static_shapes=false",
+    "optim.compile=false", "optim.cuda_graph=false",
+]  # fmt: skip
+
+
 def data_path(args, overrides: list[str], device: torch.device) -> None:
     from mpnn.baseline import example_transform
     from mpnn.bench.data_path import batches_per_second, loader_batches, on_device_batches, pyg_loader, step_ms
     from mpnn.training.build import build
 
-    pyg_cfg = compose([*overrides, "backend=pyg", "data.batch_parts=1", "data.bucketing=false"])
+    pyg_cfg = compose([*overrides, *PYG_DATA_PATH])
     dense_cfg = compose([*overrides, "backend=dense"])
     pyg_dm, pyg_module = build(pyg_cfg)
     dense_dm, dense_module = build(dense_cfg)
@@ -241,6 +248,13 @@ def flops(overrides: list[str], device: torch.device) -> None:
     print(f"one step (forward + backward), GFLOP: {total:.2f} {by_operator} (padded to {batch.x.shape[1]} atoms)")
 
 
+def example_overrides(device: torch.device, quick: bool, overrides: list[str]) -> list[str]:
+    """This project's side of the throughput, step, FLOP and data-path modes: the example's configuration
+    on the device's fast path, then the user's overrides."""
+    accelerator = f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}"
+    return [*EXAMPLE_OVERRIDES, *fast_path(device), accelerator, *(["data.subset=2000"] if quick else []), *overrides]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
@@ -292,10 +306,10 @@ def main(argv: list[str] | None = None) -> None:
         ensemble(args, accelerator, device)
     elif args.time_to_accuracy:
         subset = ["data.subset=1000"] if args.quick else ["data.subset=10000"] if args.device == "cpu" else []
-        time_to_accuracy(args, [*FAST_PATH, "schedule=constant", *accelerator, *subset, *args.overrides], device)
+        overrides = [*fast_path(device), "schedule=constant", *accelerator, *subset, *args.overrides]
+        time_to_accuracy(args, overrides, device)
     else:
-        quick = ["data.subset=2000"] if args.quick else []
-        overrides = [*EXAMPLE_OVERRIDES, *FAST_PATH, *accelerator, *quick, *args.overrides]
+        overrides = example_overrides(device, args.quick, args.overrides)
         if args.data_path:
             data_path(args, [*overrides, "data.batch_size=32"] if args.quick else overrides, device)
         elif args.step:

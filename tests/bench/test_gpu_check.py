@@ -9,6 +9,9 @@ import pytest
 import torch
 
 from mpnn.bench.gpu_check import PATHS, Part, parts, run_part, summary_markdown
+from mpnn.cli import compose
+from mpnn.cli.benchmark import PYG_DATA_PATH, example_overrides
+from mpnn.training.build import build
 from tests.conftest import REPO
 
 
@@ -40,3 +43,18 @@ def test_a_part_that_hangs_is_stopped_and_the_next_still_runs(tmp_path):
     text = summary_markdown([hung, failed, fine], "cpu")
     assert "| hangs | timed out after 2 s |" in text and "| works | ok |" in text and "speedup: 2.0x" in text
     json.dumps([p.__dict__ for p in (hung, failed, fine)])  # the JSON summary holds every part
+
+
+def test_every_gpu_paths_run_builds(packed):
+    """A rehearsal on the CPU: each benchmark part's overrides, assembled as the benchmark assembles them
+    on CUDA (the CUDA fast path first, the part's settings last), build the run they name."""
+    for name, (overrides, _) in PATHS.items():
+        cfg = compose(example_overrides(torch.device("cuda"), quick=True, overrides=[*overrides, "data.subset=300"]))
+        cfg.trainer.accelerator = "cpu"
+        build(cfg)
+        assert cfg.optim.compile == ("compile" in name) and cfg.optim.cuda_graph == ("CUDA graph" in name)
+        assert (cfg.trainer.precision == "bf16-mixed") == ("bf16" in name)
+        assert cfg.data.static_shapes == (name not in ("eager fp32", "eager bf16"))
+        assert cfg.data.bucketing == ("bucketed" in name)
+    cuda_default = example_overrides(torch.device("cuda"), quick=True, overrides=["trainer.accelerator=cpu"])
+    build(compose([*cuda_default, *PYG_DATA_PATH]))  # --data-path's PyG side, on CUDA's fast path

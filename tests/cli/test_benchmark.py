@@ -21,7 +21,10 @@ def test_benchmark_quick_cpu(packed):
     assert lines[-1] == f"speedup: {numbers['speedup']:.1f}"
     assert numbers["speedup"] >= 3, lines
     assert "Tip:" not in result.stdout + result.stderr  # Lightning's advertisements are dropped
-    assert "this project's path: precision bf16-mixed, batch parts 4, bucketing False, static shapes False" in lines
+    assert (
+        "this project's path: precision bf16-mixed, batch parts 4, bucketing False, static shapes False, "
+        "compile False, CUDA graph False"
+    ) in lines
     gflops = next(line for line in lines if line.startswith("GFLOP/s: "))
     achieved, share = re.match(
         r"GFLOP/s: (\d+) achieved .* (\d+)% of the measured bf16 matmul peak; peak fp32", gflops
