@@ -27,6 +27,14 @@ SMALL_MODELS = {
 SAMPLE = REPO / "tests" / "fixtures" / "qm9_sample.npz"
 
 
+def needs_cuda(reason: str = "needs a CUDA device"):
+    """Marks a test `gpu` (the GPU check runs `pytest -m gpu`) and skips it where no CUDA device is visible."""
+    import torch
+
+    skip = pytest.mark.skipif(not torch.cuda.is_available(), reason=reason)
+    return lambda test: pytest.mark.gpu(skip(test))
+
+
 @pytest.fixture(scope="session")
 def sample():
     """48 real QM9 molecules in the cache format (tests/fixtures/README.md): fast, no cache needed."""
@@ -81,3 +89,11 @@ def kill_after_first_checkpoint(command: list[str], run_dir: Path, timeout: floa
     process.kill()
     process.wait()
     return last
+
+
+@pytest.fixture(scope="session")
+def briefly_trained(packed) -> dict:
+    """The default model's weights after 20 float32 steps on 1,000 molecules, for precision comparisons."""
+    from mpnn.bench.precision import briefly_trained
+
+    return briefly_trained([f"paths.data_dir={DATA_ROOT}", "logger=none", "data.subset=1000"])

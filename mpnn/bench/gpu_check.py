@@ -69,7 +69,8 @@ class Part:
 
 def parts(out: Path) -> list[Part]:
     """The check's parts, in the order they run."""
-    found = [Part("CUDA tests", [sys.executable, "-m", "pytest", "-q", "-m", "gpu", str(REPO / "tests")], 80)]
+    # -rP shows what passing tests print: the bf16 gradient's errors against float64, by part.
+    found = [Part("CUDA tests", [sys.executable, "-m", "pytest", "-q", "-rP", "-m", "gpu", str(REPO / "tests")], 80)]
     for name, (overrides, limit_s) in PATHS.items():
         found.append(Part(f"benchmark: {name}", [*BENCH, "--baseline-steps", "100", SUBSET, *overrides], limit_s))
     found.append(Part("zoo steps", [*BENCH, "--zoo"], 60))
@@ -88,7 +89,7 @@ def parts(out: Path) -> list[Part]:
 
 
 def run_part(part: Part, env: dict | None = None) -> Part:
-    """Run one part under its time limit; its status, seconds and the last 40 lines of its output."""
+    """Run one part under its time limit; its status, seconds and the last 60 lines of its output."""
     start = time.monotonic()
     try:
         done = subprocess.run(
@@ -100,7 +101,7 @@ def run_part(part: Part, env: dict | None = None) -> Part:
         part.status = f"timed out after {part.limit_s:.0f} s"
         output = "".join(o.decode() if isinstance(o, bytes) else (o or "") for o in (timeout.stdout, timeout.stderr))
     part.seconds = time.monotonic() - start
-    part.output_tail = "\n".join(output.strip().splitlines()[-40:])
+    part.output_tail = "\n".join(output.strip().splitlines()[-60:])
     return part
 
 

@@ -10,6 +10,7 @@
     mpnn-benchmark --ensemble 1,2,5              # step of K enn_s2s models in one process vs K single runs
     mpnn-benchmark --step [overrides]            # the training step alone, no Lightning, no loader
     mpnn-benchmark --flops [overrides]           # floating-point operations of one step, by operator
+    mpnn-benchmark --precision [overrides]       # each precision's gradient error against float64, by part
 
 The default mode trains both sides on the same molecules in the example's configuration (dim 64,
 edge network width 128, 3 steps, mean aggregation, set2set with 3 steps, batch 128, complete graph
@@ -255,6 +256,19 @@ def example_overrides(device: torch.device, quick: bool, overrides: list[str]) -
     return [*EXAMPLE_OVERRIDES, *fast_path(device), accelerator, *(["data.subset=2000"] if quick else []), *overrides]
 
 
+def precision(args, overrides: list[str], device: torch.device) -> None:
+    from mpnn.bench.precision import briefly_trained, error_table, gradient_errors
+    from mpnn.training.build import build
+
+    datamodule, module = build(compose(overrides))
+    module.load_state_dict(briefly_trained(overrides))
+    rows = gradient_errors(module, datamodule, datamodule.split.val[:256], device)
+    print(f"device: {device_name(device)}; torch {torch.__version__}; 256 validation molecules, weights after 20 steps")
+    print(error_table(rows))
+    if args.json:
+        print(json.dumps({"device": device_name(device), "gradient_errors": rows}))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
@@ -263,6 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--step", action="store_true", help="time the training step alone (no Lightning, no loader)")
     mode.add_argument("--flops", action="store_true", help="count the floating-point operations of one step")
+    mode.add_argument("--precision", action="store_true", help="gradient errors of fp32/TF32/bf16 against float64")
     mode.add_argument("--data-path", action="store_true", help="on-device PyG batches vs PyG's DataLoader")
     mode.add_argument("--zoo", action="store_true", help="zoo models' steps: on-device batches vs PyG's DataLoader")
     mode.add_argument("--accuracy", action="store_true", help="validation MAE of the speed-ups, seeds x epochs")
@@ -304,6 +319,8 @@ def main(argv: list[str] | None = None) -> None:
         learning(args, accelerator, device)
     elif args.ensemble:
         ensemble(args, accelerator, device)
+    elif args.precision:
+        precision(args, ["data.subset=1000", *args.overrides], device)
     elif args.time_to_accuracy:
         subset = ["data.subset=1000"] if args.quick else ["data.subset=10000"] if args.device == "cpu" else []
         overrides = [*fast_path(device), "schedule=constant", *accelerator, *subset, *args.overrides]

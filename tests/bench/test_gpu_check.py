@@ -31,6 +31,15 @@ def test_every_gpu_path_is_a_part_with_its_own_limit(tmp_path):
     assert sum(p.limit_s for p in planned) <= 8 * 60  # the whole check fits in 8 minutes
 
 
+def test_the_cuda_tests_part_selects_every_cuda_test(tmp_path):
+    """`pytest -m gpu` must find the CUDA tests (marked by tests.conftest.needs_cuda); until 2026-12-05 none
+    was marked, and the check's first part would have run nothing."""
+    command = [*parts(tmp_path)[0].command, "--collect-only"]
+    collected = subprocess.run(command, capture_output=True, text=True, cwd=REPO).stdout
+    expected = ("test_cuda_graph.py::test_captured_step_trains_like_the_eager_step", "test_precision.py::test_on_cuda")
+    assert all(test in collected for test in expected), collected[-2000:]
+
+
 def test_a_part_that_hangs_is_stopped_and_the_next_still_runs(tmp_path):
     hung = run_part(
         Part("hangs", [sys.executable, "-c", "print('started', flush=True); import time; time.sleep(60)"], 2)

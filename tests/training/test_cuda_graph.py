@@ -14,10 +14,11 @@ from mpnn.models.factory import model_class
 from mpnn.training.build import build
 from mpnn.training.callbacks import MetricHistory
 from mpnn.training.cuda_graph import CudaGraphStep, _copy_into, signature
+from tests.conftest import needs_cuda
 from tests.training.test_module import compose_config
 from tests.training.test_train import config_choices
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+cuda_only = needs_cuda("CUDA graphs need a CUDA device")
 
 
 @pytest.mark.parametrize(
@@ -140,7 +141,7 @@ def _train_steps(cuda_graph: bool, move_at: int | None = None, bucketed_bf16: bo
     return losses + [p.detach().clone() for p in module.parameters()]
 
 
-@needs_cuda
+@cuda_only
 @pytest.mark.parametrize(
     ("move_at", "bucketed_bf16"),
     [(None, False), (6, False), (None, True)],
@@ -187,7 +188,7 @@ def _lightning_fit(cuda_graph: bool, *overrides: str, precision: str = "32-true"
     return module, trainer, changes, history.val_mae, len(datamodule.train_dataloader())
 
 
-@needs_cuda
+@cuda_only
 @pytest.mark.parametrize(
     ("overrides", "precision"),
     [((), "32-true"), (("data.bucketing=true",), "bf16-mixed")],

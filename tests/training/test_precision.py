@@ -7,8 +7,6 @@ import torch
 from mpnn.training.build import build
 from tests.training.test_module import compose_config
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
 
 def _loss_and_gradients(module, batch, device_type: str, bf16: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     module.zero_grad()
@@ -16,20 +14,6 @@ def _loss_and_gradients(module, batch, device_type: str, bf16: bool) -> tuple[to
         loss, prediction = module.loss(batch)
     loss.backward()
     return loss.detach(), prediction.detach(), torch.cat([p.grad.flatten() for p in module.parameters()])
-
-
-@pytest.fixture(scope="module")
-def briefly_trained(packed) -> dict[str, torch.Tensor]:
-    """Weights after 20 float32 steps of 32 molecules. At initialisation, messages of size ~20 drive
-    saturated GRU gates that amplify any rounding (bf16 vs float32 gradient cosine 0.94); a few
-    steps of training remove that, and the comparison measures bf16 itself."""
-    datamodule, module = build(compose_config("data.subset=1000", "data.batch_size=32", "data.bucketing=true"))
-    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
-    for step, raw in enumerate(datamodule.train_dataloader()):
-        module.compute_gradients(datamodule.on_after_batch_transfer(raw, 0), optimizer)
-        optimizer.step()
-        if step == 19:
-            return module.state_dict()
 
 
 @pytest.mark.parametrize("backend", ["dense", "pyg"])
@@ -100,8 +84,3 @@ def test_half_precision_weights_are_refused(precision, packed):
     trainer = L.Trainer(accelerator="cpu", precision=precision, max_epochs=1, logger=False, enable_checkpointing=False)
     with pytest.raises(ValueError, match="use bf16-mixed"):
         trainer.fit(module, datamodule=datamodule)
-
-
-@needs_cuda
-def test_bf16_agrees_with_float32_on_cuda(briefly_trained):
-    test_bf16_agrees_with_float32_on_real_batches("dense", briefly_trained, device="cuda")
