@@ -10,6 +10,7 @@ DataLoader with the per-sample Complete + Distance transforms, NNConv, nn.GRU an
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 from omegaconf import DictConfig
@@ -146,23 +147,30 @@ def gflop_per_molecule(module, datamodule, device: torch.device, precision: str,
     return total / molecules
 
 
-def step_alone(cfg: DictConfig, device: torch.device, steps: int = 400, warmup: int = 30) -> float:
-    """Molecules per second of the training step without Lightning or the DataLoader (gather on the
-    device, forward, backward, Adam, under the configured precision): the ceiling of the pipeline."""
+def training_steps(cfg: DictConfig, device: torch.device) -> tuple[Callable[[int], None], list[int]]:
+    """(step(i), molecules of batch i): the training step without Lightning or the DataLoader (gather on
+    the device, forward, backward, clipping, fused Adam on CUDA, under the configured precision and
+    the configured CUDA graph or compilation), over the training split's batches, pre-loaded."""
     from mpnn.training.build import build
 
     datamodule, module = build(cfg)
     module = module.to(device)
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-3, fused=device.type == "cuda")
     batches = [(index.to(device), sizes) for index, sizes in datamodule.train_dataloader()]
-    steps = min(steps, len(batches))
-    warmup = min(warmup, steps // 2)
 
     def step(i: int) -> None:
         with autocast(device, cfg.trainer.precision):
-            module.compute_gradients(datamodule.on_after_batch_transfer(batches[i], 0), optimizer)
+            module.compute_gradients(datamodule.on_after_batch_transfer(batches[i % len(batches)], 0), optimizer)
         optimizer.step()
 
+    return step, [len(index) for index, _ in batches]
+
+
+def step_alone(cfg: DictConfig, device: torch.device, steps: int = 400, warmup: int = 30) -> float:
+    """Molecules per second of `training_steps`: the ceiling of the pipeline."""
+    step, molecules = training_steps(cfg, device)
+    steps = min(steps, len(molecules))
+    warmup = min(warmup, steps // 2)
     for i in range(warmup):
         step(i)
     synchronize(device)
@@ -170,4 +178,4 @@ def step_alone(cfg: DictConfig, device: torch.device, steps: int = 400, warmup: 
     for i in range(warmup, steps):
         step(i)
     synchronize(device)
-    return sum(len(index) for index, _ in batches[warmup:steps]) / (time.perf_counter() - start)
+    return sum(molecules[warmup:steps]) / (time.perf_counter() - start)

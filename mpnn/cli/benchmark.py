@@ -11,6 +11,7 @@
     mpnn-benchmark --step [overrides]            # the training step alone, no Lightning, no loader
     mpnn-benchmark --flops [overrides]           # floating-point operations of one step, by operator
     mpnn-benchmark --precision [overrides]       # each precision's gradient error against float64, by part
+    mpnn-benchmark --profile [overrides]         # kernels per step, their time, the device's idle share
 
 The default mode trains both sides on the same molecules in the example's configuration (dim 64,
 edge network width 128, 3 steps, mean aggregation, set2set with 3 steps, batch 128, complete graph
@@ -256,6 +257,17 @@ def example_overrides(device: torch.device, quick: bool, overrides: list[str]) -
     return [*EXAMPLE_OVERRIDES, *fast_path(device), accelerator, *(["data.subset=2000"] if quick else []), *overrides]
 
 
+def profile(args, overrides: list[str], device: torch.device) -> None:
+    from mpnn.bench.profile import profile_steps, profile_table
+
+    cfg = compose(overrides)
+    numbers = profile_steps(cfg, device, steps=5 if args.quick else 20, warmup=2 if args.quick else 10)
+    print(f"device: {device_name(device)}; torch {torch.__version__}; train.py's step with {' '.join(overrides)}")
+    print(profile_table(numbers))
+    if args.json:
+        print(json.dumps({"device": device_name(device), "overrides": overrides, **numbers}))
+
+
 def precision(args, overrides: list[str], device: torch.device) -> None:
     from mpnn.bench.precision import briefly_trained, error_table, gradient_errors
     from mpnn.training.build import build
@@ -278,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     mode.add_argument("--step", action="store_true", help="time the training step alone (no Lightning, no loader)")
     mode.add_argument("--flops", action="store_true", help="count the floating-point operations of one step")
     mode.add_argument("--precision", action="store_true", help="gradient errors of fp32/TF32/bf16 against float64")
+    mode.add_argument("--profile", action="store_true", help="train.py's step (with overrides): kernels, idle time")
     mode.add_argument("--data-path", action="store_true", help="on-device PyG batches vs PyG's DataLoader")
     mode.add_argument("--zoo", action="store_true", help="zoo models' steps: on-device batches vs PyG's DataLoader")
     mode.add_argument("--accuracy", action="store_true", help="validation MAE of the speed-ups, seeds x epochs")
@@ -319,6 +332,8 @@ def main(argv: list[str] | None = None) -> None:
         learning(args, accelerator, device)
     elif args.ensemble:
         ensemble(args, accelerator, device)
+    elif args.profile:
+        profile(args, [*accelerator, *(["data.subset=2000"] if args.quick else []), *args.overrides], device)
     elif args.precision:
         precision(args, ["data.subset=1000", *args.overrides], device)
     elif args.time_to_accuracy:

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from mpnn.bench.gpu_check import PATHS, Part, parts, run_part, summary_markdown
+from mpnn.bench.gpu_check import ENN_S2S, PATHS, Part, parts, run_part, summary_markdown
 from mpnn.cli import compose
 from mpnn.cli.benchmark import PYG_DATA_PATH, example_overrides
 from mpnn.training.build import build
@@ -26,7 +26,8 @@ def test_without_cuda_it_says_so_in_one_line_and_fails():
 def test_every_gpu_path_is_a_part_with_its_own_limit(tmp_path):
     planned = parts(tmp_path)
     names = [p.name for p in planned]
-    assert names[0] == "CUDA tests" and names[-1] == "enn_s2s accuracy" and "zoo steps" in names
+    assert names[0] == "CUDA tests" and names[-1] == "enn_s2s accuracy"
+    assert "zoo steps" in names and "enn_s2s step profile" in names
     assert all(f"benchmark: {path}" in names for path in PATHS)
     assert sum(p.limit_s for p in planned) <= 8 * 60  # the whole check fits in 8 minutes
 
@@ -67,3 +68,5 @@ def test_every_gpu_paths_run_builds(packed):
         assert cfg.data.bucketing == ("bucketed" in name)
     cuda_default = example_overrides(torch.device("cuda"), quick=True, overrides=["trainer.accelerator=cpu"])
     build(compose([*cuda_default, *PYG_DATA_PATH]))  # --data-path's PyG side, on CUDA's fast path
+    _, profiled = build(compose([*ENN_S2S, "trainer.accelerator=cpu", "data.subset=300"]))  # the profile part
+    assert profiled.hparams.cuda_graph and profiled.model.hidden_dim == 128
