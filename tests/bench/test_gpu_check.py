@@ -12,7 +12,9 @@ from mpnn.bench.gpu_check import ENN_S2S, PATHS, Part, parts, run_part, summary_
 from mpnn.cli import compose
 from mpnn.cli.benchmark import PYG_DATA_PATH, example_overrides
 from mpnn.training.build import build
+from tests.bench import test_precision  # noqa: F401  (its CUDA test is checked for the mark)
 from tests.conftest import REPO
+from tests.training import test_cuda_graph  # noqa: F401
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
@@ -32,13 +34,19 @@ def test_every_gpu_path_is_a_part_with_its_own_limit(tmp_path):
     assert sum(p.limit_s for p in planned) <= 8 * 60  # the whole check fits in 8 minutes
 
 
-def test_the_cuda_tests_part_selects_every_cuda_test(tmp_path):
-    """`pytest -m gpu` must find the CUDA tests (marked by tests.conftest.needs_cuda); until 2026-12-05 none
-    was marked, and the check's first part would have run nothing."""
-    command = [*parts(tmp_path)[0].command, "--collect-only"]
-    collected = subprocess.run(command, capture_output=True, text=True, cwd=REPO).stdout
-    expected = ("test_cuda_graph.py::test_captured_step_trains_like_the_eager_step", "test_precision.py::test_on_cuda")
-    assert all(test in collected for test in expected), collected[-2000:]
+def test_every_cuda_test_carries_the_gpu_mark_the_check_selects(tmp_path):
+    """The check's first part runs `pytest -m gpu`; until 2026-12-05 no CUDA test was marked `gpu`, and it
+    would have run nothing. Every test skipped for want of CUDA must carry the mark (tests.conftest.needs_cuda)."""
+    assert parts(tmp_path)[0].command[-3:-1] == ["-m", "gpu"]
+    cuda_tests = {}
+    for module in [m for name, m in sys.modules.items() if name.startswith("tests.") and m is not None]:
+        for name, test in vars(module).items():
+            marks = getattr(test, "pytestmark", []) if name.startswith("test_") and callable(test) else []
+            if any(m.name == "skipif" and "a CUDA device" in str(m.kwargs.get("reason", "")) for m in marks):
+                cuda_tests[f"{module.__name__}.{name}"] = {m.name for m in marks}
+    assert "tests.training.test_cuda_graph.test_lightning_fit_with_cuda_graph" in cuda_tests
+    assert "tests.bench.test_precision.test_on_cuda_bf16_is_within_the_cpus_bound_of_the_exact_gradient" in cuda_tests
+    assert all("gpu" in marks for marks in cuda_tests.values()), cuda_tests
 
 
 def test_a_part_that_hangs_is_stopped_and_the_next_still_runs(tmp_path):

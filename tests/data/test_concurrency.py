@@ -79,19 +79,22 @@ def assert_one_cache_and_split(root: Path) -> None:
 
 @pytest.mark.slow
 def test_eight_training_runs_started_together_on_an_empty_root(tmp_path):
-    """The acceptance test: eight `train.py` with the default run directory, one empty data root. One
-    featurizes QM9 (a minute or more on 2 cores); the others wait for it and load its file."""
+    """The acceptance test: eight `train.py` with the default run directory, one empty data root, and
+    `mpnn-prepare` (scripts/prepare_data.py) on the same root. One featurizes QM9 (a minute or more on 2
+    cores); the others wait for it and load its file. Then `mpnn-prepare` again: warm, in seconds."""
     root, outputs = tmp_path / "data", tmp_path / "outputs"
     command = [
         sys.executable, str(REPO / "train.py"), f"data.root={root}", f"paths.log_dir={outputs}", "data.subset=200",
         "trainer.max_epochs=1", "trainer.accelerator=cpu", "logger=csv",
     ]  # fmt: skip
+    prepare = [sys.executable, str(REPO / "scripts" / "prepare_data.py"), f"data.root={root}"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    logs = [tmp_path / f"train-{index}.log" for index in range(8)]
+    logs = [tmp_path / f"train-{index}.log" for index in range(8)] + [tmp_path / "prepare.log"]
     processes = []
     for log in logs:
         with open(log, "w") as out:
-            processes.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT))
+            started = prepare if log.name == "prepare.log" else command
+            processes.append(subprocess.Popen(started, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT))
     for process in processes:
         process.wait(timeout=2400)
     failed = [log.read_text()[-3000:] for log, process in zip(logs, processes) if process.returncode != 0]
@@ -101,3 +104,8 @@ def test_eight_training_runs_started_together_on_an_empty_root(tmp_path):
     assert sum("featurized" in log.read_text() for log in logs) == 1
     assert sum("waiting for another process to create" in log.read_text() for log in logs) >= 1
     assert_one_cache_and_split(root)
+    cold = logs[-1].read_text()
+    assert "molecules: 130831" in cold and "bond paths: template" in cold
+    assert float(cold.split("ready in ")[1].split(" s")[0]) < 300  # featurized or waited for: ready within 5 min
+    warm = subprocess.run(prepare, cwd=REPO, capture_output=True, text=True)
+    assert warm.returncode == 0 and float(warm.stdout.split("ready in ")[1].split(" s")[0]) < 10
