@@ -16,7 +16,7 @@ def test_a_cpu_profile_accounts_for_the_step(packed):
     """Edge_net at batch 128 on the CPU: hundreds of operators a step, the matrix products on top, and
     most of the wall time inside operators (the device idle for less than half of it)."""
     numbers = profile_steps(compose_config("data.subset=400"), torch.device("cpu"), steps=2, warmup=1)
-    assert numbers["steps"] == 3 and numbers["kernels_per_step"] > 200
+    assert numbers["steps"] == 2 and numbers["kernels_per_step"] > 200
     assert 0 < numbers["kernel_ms_per_step"] <= numbers["ms_per_step"] and 0 <= numbers["idle_share"] < 0.5
     times = [row["ms_per_step"] for row in numbers["top"]]
     assert len(times) == 10 and times == sorted(times, reverse=True)
