@@ -123,10 +123,58 @@ def accuracy_numbers(run_dir: Path) -> dict:
     return numbers
 
 
+def printed_numbers(part: Part) -> dict:
+    """The numbers a benchmark or profile part printed on its JSON line (`--json`), or {} if none."""
+    lines = [line for line in part.output_tail.splitlines() if line.startswith("{")]
+    if not lines:
+        return {}
+    printed = json.loads(lines[-1])
+    if "speedup" in printed:  # the throughput against PyG's example
+        ours = printed["ours"]
+        return {
+            "molecules_per_s": ours["molecules_per_s"], "ms_per_step": ours["ms_per_step"],
+            "example_molecules_per_s": printed["baseline"]["molecules_per_s"], "speedup": printed["speedup"],
+        }  # fmt: skip
+    keys = ("ms_per_step", "kernels_per_step", "kernel_ms_per_step", "idle_share")
+    return {key: printed[key] for key in keys if key in printed}
+
+
+# Issue 21's speed targets on one H100/H200-class GPU.
+EXAMPLE_SPEEDUP, EXAMPLE_RATE, ENN_S2S_MS = 30, 60_000, 1.5
+
+
+def targets(done: list[Part]) -> list[str]:
+    """One line per speed target: the best path's figure, and whether it meets the target."""
+    lines = []
+    paths = {p.name: p.extra["numbers"] for p in done if p.name.startswith("benchmark: ") and p.extra.get("numbers")}
+    if paths:
+        name, best = max(paths.items(), key=lambda item: item[1]["molecules_per_s"])
+        met = best["speedup"] >= EXAMPLE_SPEEDUP and best["molecules_per_s"] >= EXAMPLE_RATE
+        lines.append(
+            f"- example configuration: {best['molecules_per_s']:,.0f} molecules/s, {best['speedup']:.1f}x the example "
+            f"({name[len('benchmark: ') :]}); target {EXAMPLE_SPEEDUP}x and {EXAMPLE_RATE:,} molecules/s: "
+            f"{'met' if met else 'not met'}"
+        )
+    profile = next((p.extra.get("numbers") for p in done if p.name == "enn_s2s step profile"), None)
+    if profile:
+        met = profile["ms_per_step"] <= ENN_S2S_MS
+        lines.append(
+            f"- enn_s2s (batch 20) step: {profile['ms_per_step']:.2f} ms, {profile['kernels_per_step']:.0f} kernels, "
+            f"GPU idle {profile['idle_share']:.0%}; target {ENN_S2S_MS} ms: {'met' if met else 'not met'}"
+        )
+    return lines
+
+
 def summary_markdown(done: list[Part], device: str) -> str:
     lines = [f"# GPU check, {time.strftime('%Y-%m-%d %H:%M')}, {device}", ""]
-    lines += ["| part | status | seconds |", "| --- | --- | --- |"]
-    lines += [f"| {p.name} | {p.status} | {p.seconds:.0f} |" for p in done]
+    lines += ["| part | status | seconds | numbers |", "| --- | --- | --- | --- |"]
+    for p in done:
+        numbers = ", ".join(
+            f"{k} {v:,.4g}" for k, v in p.extra.get("numbers", {}).items() if isinstance(v, float | int)
+        )
+        lines.append(f"| {p.name} | {p.status} | {p.seconds:.0f} | {numbers} |")
+    if found := targets(done):
+        lines += ["", "Speed targets:", *found]
     for part in done:
         lines += ["", f"## {part.name}", "", "```", " ".join(part.command), "", part.output_tail, "```"]
         if part.extra.get("numbers"):
@@ -150,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         done.append(run_part(part))
         if part.name == "enn_s2s accuracy":
             part.extra["numbers"] = accuracy_numbers(Path(part.extra["run_dir"]))
+        elif part.name.startswith("benchmark: ") or part.name == "enn_s2s step profile":
+            part.extra["numbers"] = printed_numbers(part)
         print(f"[gpu_check] {part.name}: {part.status}, {part.seconds:.0f} s", flush=True)
         (out / "summary.md").write_text(summary_markdown(done, device))  # kept current, in case of a kill
         (out / "summary.json").write_text(json.dumps({"device": device, "parts": [asdict(p) for p in done]}))

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from mpnn.bench.gpu_check import ENN_S2S, PATHS, Part, parts, run_part, summary_markdown
+from mpnn.bench.gpu_check import ENN_S2S, PATHS, Part, parts, run_part, summary_markdown, targets
 from mpnn.cli import compose
 from mpnn.cli.benchmark import PYG_DATA_PATH, example_overrides
 from mpnn.training.build import build
@@ -78,3 +78,17 @@ def test_every_gpu_paths_run_builds(packed):
     build(compose([*cuda_default, *PYG_DATA_PATH]))  # --data-path's PyG side, on CUDA's fast path
     _, profiled = build(compose([*ENN_S2S, "trainer.accelerator=cpu", "data.subset=300"]))  # the profile part
     assert profiled.hparams.cuda_graph and profiled.model.hidden_dim == 128
+
+
+def test_the_summary_judges_the_speed_targets_from_the_best_path():
+    plain = Part("benchmark: eager fp32", [], 35, status="ok", extra={"numbers": {"molecules_per_s": 11_000.0,
+                 "ms_per_step": 11.6, "example_molecules_per_s": 1_900.0, "speedup": 5.8}})  # fmt: skip
+    graph = Part("benchmark: CUDA graph bf16", [], 35, status="ok", extra={"numbers": {"molecules_per_s": 64_000.0,
+                 "ms_per_step": 2.0, "example_molecules_per_s": 2_000.0, "speedup": 32.0}})  # fmt: skip
+    profile = Part("enn_s2s step profile", [], 30, status="ok", extra={"numbers": {"ms_per_step": 3.3,
+                   "kernels_per_step": 1160.0, "kernel_ms_per_step": 1.9, "idle_share": 0.42}})  # fmt: skip
+    example, enn_s2s = targets([plain, graph, profile])
+    assert "64,000 molecules/s, 32.0x the example (CUDA graph bf16)" in example and example.endswith(": met")
+    assert "3.30 ms, 1160 kernels, GPU idle 42%" in enn_s2s and enn_s2s.endswith(": not met")
+    assert targets([plain])[0].endswith(": not met")
+    assert "Speed targets:" in summary_markdown([plain, graph, profile], "cpu")

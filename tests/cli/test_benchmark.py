@@ -8,6 +8,7 @@ import re
 import pytest
 import torch
 
+from mpnn.bench.gpu_check import Part, printed_numbers
 from tests.conftest import run_script
 
 pytestmark = pytest.mark.slow
@@ -32,6 +33,8 @@ def test_benchmark_quick_cpu(packed):
     peaks = numbers["matmul_peak_gflop_per_s"]
     assert 0 < int(achieved) == round(numbers["gflop_per_s"]) and 0 < int(share) < 150
     assert peaks["fp32"] > 0 and peaks["bf16"] > 0
+    printed = printed_numbers(Part("benchmark: cpu", [], 0, output_tail=result.stdout))  # as the GPU check reads it
+    assert printed["speedup"] == numbers["speedup"] and printed["molecules_per_s"] == numbers["ours"]["molecules_per_s"]
 
 
 def test_step_throughput_trains_the_benchmark_step(packed):
