@@ -59,13 +59,13 @@ def gradient_errors(module: RegressionModule, datamodule, rows, device: torch.de
     exact = gradients(exact_module, datamodule.batch(rows, device, torch.float64), bf16=False)
     module = copy.deepcopy(module).to(device)
     batch = datamodule.batch(rows, device)
+    parts: dict[str, list[str]] = {}
+    for name in exact:
+        parts.setdefault(name.split(".")[1], []).append(name)  # model.<part>.…
     rows = []
     for label, bf16, precision, reduced in PATHS:
         with matmul_settings(precision, reduced):
             found = gradients(module, batch, bf16)
-        parts: dict[str, list[str]] = {}
-        for name in exact:
-            parts.setdefault(name.split(".")[1], []).append(name)  # model.<part>.…
         rows.append(
             {
                 "path": label,

@@ -104,13 +104,18 @@ def keep_csv_history(loggers: list, checkpoint: Path) -> None:
             reader = csv.DictReader(file)
             columns = list(reader.fieldnames or [])
             rows = [row for row in reader if int(row["step"]) < step]
-        kept = metrics.with_name(f".{metrics.name}.{os.getpid()}.tmp")  # written before the logger deletes the file
-        with kept.open("w", newline="") as file:
-            table = csv.DictWriter(file, fieldnames=columns)
-            table.writeheader()
-            table.writerows(rows)
-        logger.experiment.metrics_keys = columns  # creating the writer deletes metrics.csv
+        kept = _write_csv(metrics.with_name(f".{metrics.name}.{os.getpid()}.tmp"), columns, rows)
+        logger.experiment.metrics_keys = columns  # creating the writer deletes metrics.csv: replace it after
         os.replace(kept, metrics)
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> Path:
+    """Write a CSV table with a header to `path` (a temporary file, renamed into place by the caller)."""
+    with path.open("w", newline="") as file:
+        table = csv.DictWriter(file, fieldnames=columns)
+        table.writeheader()
+        table.writerows(rows)
+    return path
 
 
 class _AtomicWriter(ExperimentWriter):
@@ -122,12 +127,7 @@ class _AtomicWriter(ExperimentWriter):
         path = Path(self.metrics_file_path)
         with path.open(newline="") as file:
             rows = list(csv.DictReader(file))
-        rewritten = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with rewritten.open("w", newline="") as file:
-            table = csv.DictWriter(file, fieldnames=fieldnames)
-            table.writeheader()
-            table.writerows(rows)
-        os.replace(rewritten, path)
+        os.replace(_write_csv(path.with_name(f".{path.name}.{os.getpid()}.tmp"), fieldnames, rows), path)
 
 
 class ResumableCSVLogger(CSVLogger):
