@@ -22,8 +22,8 @@ from mpnn.models.factory import build_model
 from tests.conftest import REPO
 from tests.models.conftest import batches, fitted_spec
 
-PAPER_EXPERIMENTS = ("enn_s2s", "enn_s2s_implicit_h", "ggnn_no_distance", "ggnn_virtual_edges", "ggnn_master_node",
-                     "ggnn_set2set", "towers_baseline", "towers8")  # fmt: skip
+PAPER_EXPERIMENTS = ("enn_s2s", "enn_s2s_implicit_h", "enn_s2s_reference", "ggnn_no_distance", "ggnn_virtual_edges",
+                     "ggnn_master_node", "ggnn_set2set", "towers_baseline", "towers8")  # fmt: skip
 CONFIGS = [[f"experiment={e}"] for e in PAPER_EXPERIMENTS] + [[], ["model=ggnn"], ["model=pair_message"]]
 
 

@@ -23,14 +23,15 @@ VARIANTS = {
 }
 
 
-def train_once(overrides: list[str], device: torch.device) -> dict:
+def train_once(overrides: list[str], device: torch.device, allow_divergence: bool = False) -> dict:
     """One run through the real Trainer (validation after every epoch): its validation MAE per epoch,
-    training throughput and wall seconds."""
+    training throughput and wall seconds. A diverging run raises `Diverged`; with `allow_divergence` it
+    returns the epochs it completed and the reason under "stopped" (None for a run that finished)."""
     import lightning as L
 
-    from mpnn.cli import compose
+    from mpnn.config import compose
     from mpnn.training.build import build
-    from mpnn.training.callbacks import MetricHistory, Throughput
+    from mpnn.training.callbacks import Diverged, MetricHistory, StopOnDivergence, Throughput
 
     cfg = compose(["logger=none", *overrides])
     start = time.perf_counter()
@@ -46,10 +47,17 @@ def train_once(overrides: list[str], device: torch.device) -> dict:
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[throughput, history],
+        callbacks=[throughput, history, StopOnDivergence()],
     )
-    trainer.fit(module, datamodule=datamodule)
+    stopped = None
+    try:
+        trainer.fit(module, datamodule=datamodule)
+    except Diverged as error:
+        if not allow_divergence:
+            raise
+        stopped = str(error)
     return {
+        "stopped": stopped,
         "val_mae": history.val_mae,
         "molecules_per_s": throughput.molecules_per_s,
         "seconds": time.perf_counter() - start,

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 
 from mpnn.bench.timing import device_name, synchronize
-from mpnn.cli import compose
+from mpnn.config import compose
 from mpnn.training.build import build
 
 

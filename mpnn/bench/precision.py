@@ -82,7 +82,7 @@ def briefly_trained(overrides: list[str], steps: int = 20) -> dict[str, torch.Te
     the CPU. At initialisation, messages of size ~20 drive saturated GRU gates that amplify any rounding
     (bf16 vs float32 gradient cosine 0.94); a few steps remove that, and a comparison measures the
     arithmetic itself."""
-    from mpnn.cli import compose
+    from mpnn.config import compose
     from mpnn.training.build import build
 
     datamodule, module = build(compose([*overrides, "data.batch_size=32", "data.bucketing=true"]))

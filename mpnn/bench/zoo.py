@@ -20,7 +20,7 @@ def zoo_steps(
     overrides: list[str], device: torch.device, steps: int, warmup: int, models: tuple[str, ...] = ZOO
 ) -> list[dict]:
     """Per zoo model: milliseconds per training step with on-device batches and with PyG's DataLoader."""
-    from mpnn.cli import compose
+    from mpnn.config import compose
     from mpnn.training.build import build
 
     rows = []

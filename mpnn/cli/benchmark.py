@@ -6,7 +6,7 @@
     mpnn-benchmark --zoo                         # SchNet, DimeNet++, ViSNet steps: on-device batches vs DataLoader
     mpnn-benchmark --accuracy                    # validation MAE of the speed-ups vs the plain path, 3 seeds
     mpnn-benchmark --time-to-accuracy            # validation MAE against seconds, this project vs the example
-    mpnn-benchmark --learning                    # every paper config's validation MAE per epoch vs the example
+    mpnn-benchmark --learning                    # does every paper config learn? non-zero exit if one does not
     mpnn-benchmark --ensemble 1,2,5              # step of K enn_s2s models in one process vs K single runs
     mpnn-benchmark --step [overrides]            # the training step alone, no Lightning, no loader
     mpnn-benchmark --flops [overrides]           # floating-point operations of one step, by operator
@@ -31,10 +31,11 @@ from pathlib import Path
 
 import torch
 
+from mpnn.bench.learning import DEFAULT_EPOCHS, DEFAULT_SUBSET
 from mpnn.bench.throughput import EXAMPLE_OVERRIDES, fast_path
 from mpnn.bench.timing import device_name, matmul_peak
 from mpnn.bench.zoo import ZOO
-from mpnn.cli import compose
+from mpnn.config import compose
 
 DEFAULT_FIGURE = Path("time_to_accuracy.png")
 
@@ -200,25 +201,37 @@ def time_to_accuracy(args, overrides: list[str], device: torch.device) -> None:
         print(json.dumps({"device": device_name(device), "budget_s": budget, "curves": curves}))
 
 
-def learning(args, overrides: list[str], device: torch.device) -> None:
-    from mpnn.bench.learning import draw_learning, learning_health, learning_table
+def learning(args, overrides: list[str], device: torch.device) -> int:
+    """The learning-health table; the exit status is non-zero unless every config learns (1: a config
+    STALLED or FAILED; 3: none did, but the budget was too small to judge some)."""
+    from mpnn.bench.learning import (
+        PAPER_CONFIGS,
+        config_overrides,
+        draw_learning,
+        gate,
+        learning_health,
+        learning_table,
+        verdicts,
+    )
 
     subset, epochs = (300, 1) if args.quick else (args.subset, args.epochs)
-    configs = None
-    if args.configs:
-        from mpnn.bench.learning import CONFIGS
-
-        unknown = [c for c in args.configs.split(",") if c not in CONFIGS]
-        if unknown:
-            raise SystemExit(f"unknown --configs {','.join(unknown)}; valid: {', '.join(CONFIGS)}")
-        configs = {c: CONFIGS[c] for c in args.configs.split(",")}
-    result = learning_health(subset, epochs, device, *([configs] if configs else []), extra=overrides)
+    configs = tuple(args.configs.split(",")) if args.configs else PAPER_CONFIGS
+    for name in configs:
+        try:
+            config_overrides(name)
+        except ValueError as error:
+            raise SystemExit(f"--configs: {error}") from None
+    result = learning_health(subset, epochs, device, configs, extra=overrides)
     print(learning_table(result))
     out = args.out if args.out != DEFAULT_FIGURE else Path("learning_health.png")
     draw_learning(result, out)
     print(f"figure: {out}")
+    judged = verdicts(result)
     if args.json:
-        print(json.dumps({"device": device_name(device), **result}))
+        print(json.dumps({"device": device_name(device), **result, "verdicts": {k: str(v) for k, v in judged.items()}}))
+    status, line = gate(judged)
+    print(line)
+    return status
 
 
 def ensemble(args, accelerator: list[str], device: torch.device) -> None:
@@ -281,7 +294,7 @@ def precision(args, overrides: list[str], device: torch.device) -> None:
         print(json.dumps({"device": device_name(device), "gradient_errors": rows}))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="CI-sized: a small subset and a few steps")
@@ -305,9 +318,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--evaluations", type=int, default=20, help="--time-to-accuracy: evaluations per side")
     parser.add_argument("--ratio", type=float, action="append", default=[], help="--time-to-accuracy: error ratio")
     parser.add_argument("--out", type=Path, default=DEFAULT_FIGURE, help="figure (--time-to-accuracy, --learning)")
-    parser.add_argument("--subset", type=int, default=2000, help="--learning: molecules (split as usual)")
-    parser.add_argument("--epochs", type=int, default=5, help="--learning: epochs per config")
-    parser.add_argument("--configs", default=None, help="--learning: comma-separated labels (default: all)")
+    parser.add_argument("--subset", type=int, default=DEFAULT_SUBSET, help="--learning: molecules (split as usual)")
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="--learning: epochs per config")
+    parser.add_argument(
+        "--configs", default=None, help="--learning: comma-separated names of conf/experiment/ and default"
+    )
     parser.add_argument("--engines", default="loop,stacked", help="--ensemble: ensemble.engine values to time")
     parser.add_argument("--steps", type=int, default=20, help="--ensemble: timed steps per configuration")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for this project's side")
@@ -329,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         accuracy(args, [*accelerator, *epochs, *args.overrides], device)
     elif args.learning:
-        learning(args, accelerator, device)
+        return learning(args, [*accelerator, *args.overrides], device)
     elif args.ensemble:
         ensemble(args, accelerator, device)
     elif args.profile:
@@ -355,4 +370,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """The message passing neural network of Gilmer et al. (2017), assembled from small parts.
 
-    h_v^0   = embed(x_v)
+    h_v^0   = embed(x_v)                            (ReLU(Linear(x_v)), or x_v zero-padded to d)
     m_v^t+1 = sum_w M(h_v^t, h_w^t, e_vw)          (message module, prepared once per forward)
     h_v^t+1 = U(h_v^t, m_v^t+1)                    (update module, weights tied over t)
     y       = head(R({[h_v^T, x_v]}))              (readout module, then an MLP)
@@ -72,6 +72,7 @@ class MPNN(MoleculeModel):
         towers: int = 1,
         master_node: bool = False,
         master_dim: int | None = None,
+        initial_state: str = "learned",
     ):
         super().__init__()
         for name, value, least in (("hidden_dim", hidden_dim, 1), ("steps", steps, 0), ("towers", towers, 1)):
@@ -84,7 +85,7 @@ class MPNN(MoleculeModel):
         self.towers = towers
         part = hidden_dim // towers
         self.edges = EdgeFeaturizer(data)
-        self.embed = nn.Sequential(nn.Linear(data.node_features, hidden_dim), nn.ReLU())
+        self.embed = _initial_state(initial_state, data.node_features, hidden_dim)
         self.messages = nn.ModuleList(
             message(dim=part, edge_dim=data.edge_dim, mean_neighbours=data.mean_neighbours) for _ in range(towers)
         )
@@ -127,6 +128,33 @@ class MPNN(MoleculeModel):
                 h = h * mask
         with float32_region(x.device.type):  # readout and prediction in float32 under autocast
             return self.head(self.readout(torch.cat([float32(h), x], -1), batch)).squeeze(-1)
+
+
+class ZeroPad(nn.Module):
+    """h_v^0 = x_v zero-padded to d: the paper's initial state (section 5), without parameters."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        if out_dim < in_dim:
+            raise ValueError(
+                f"model.initial_state=pad needs model.hidden_dim >= the {in_dim} atom features, not {out_dim}"
+            )
+        self.extra = out_dim - in_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pad(x, (0, self.extra))
+
+
+INITIAL_STATES = ("learned", "pad")
+
+
+def _initial_state(kind: str, in_dim: int, hidden_dim: int) -> nn.Module:
+    """`learned`: ReLU(Linear(x)) (this project's default); `pad`: x zero-padded to d (the paper's)."""
+    if kind == "learned":
+        return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU())
+    if kind == "pad":
+        return ZeroPad(in_dim, hidden_dim)
+    raise ValueError(f"unknown model.initial_state={kind!r}; valid: {', '.join(INITIAL_STATES)}")
 
 
 def _readout(readout: str | Callable[..., nn.Module], in_dim: int) -> nn.Module:

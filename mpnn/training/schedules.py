@@ -36,6 +36,19 @@ def linear_decay(
     return LambdaLR(optimizer, factor)
 
 
+def step_decay(
+    optimizer: torch.optim.Optimizer, total_steps: int, every_steps: int = 500_000, factor: float = 0.5
+) -> LambdaLR:
+    """The paper's reference implementation (brain-research/mpnn): lr times `factor` after every
+    `every_steps` optimisation steps, counted in steps as its code does, not as a fraction of training;
+    stepped every optimisation step. `total_steps` is unused."""
+    if not (isinstance(every_steps, int) and every_steps >= 1):
+        raise ValueError(f"schedule.every_steps={every_steps!r} must be a whole number >= 1")
+    if not 0 < factor <= 1:
+        raise ValueError(f"schedule.factor={factor!r} must be in (0, 1]")
+    return LambdaLR(optimizer, lambda step: factor ** (step // every_steps))
+
+
 def plateau(
     optimizer: torch.optim.Optimizer, total_steps: int, factor: float = 0.7, patience: int = 5, min_lr: float = 1e-5
 ) -> ReduceLROnPlateau:

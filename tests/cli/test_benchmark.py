@@ -93,34 +93,3 @@ def test_time_to_accuracy_records_both_curves_and_draws_them(packed, tmp_path):
     # Error ratio 100 (10 D for mu) is reached at the first evaluation by both sides.
     assert re.search(r"seconds to error ratio 100\.00: this project 0 s, PyG example 0 s", result.stdout)
     assert figure.stat().st_size > 10_000
-
-
-def test_learning_health_table_and_figure(tmp_path, packed):
-    """--learning, CI-sized (300 molecules, one epoch) on two configs: each config's validation MAE per
-    epoch next to PyG's example on the same molecules and the mean predictor, with a verdict; the figure."""
-    figure = tmp_path / "learning.png"
-    result = run_script(
-        "scripts/benchmark.py", "--learning", "--quick", "--device", "cpu", "--json", "--out", str(figure),
-        "--configs", "edge_net (default),ggnn_no_distance",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    numbers = json.loads(result.stdout.strip().splitlines()[-1])
-    assert list(numbers["runs"]) == ["edge_net (default)", "ggnn_no_distance", "PyG example (NNConv, mean)"]
-    assert all(len(run["val_mae"]) == 1 and math.isfinite(run["val_mae"][0]) for run in numbers["runs"].values())
-    assert numbers["mean_predictor_mae"] > 0 and numbers["unit"] == "D"
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
-    assert rows[0].startswith("| config | ep 1 | best (D) | best / example's | verdict")
-    assert len(rows) == 2 + 3
-    assert all(any(v in row for v in ("learns", "behind", "STALLED", "not judged")) for row in rows[2:])
-    assert figure.stat().st_size > 10_000
-    bad = run_script("scripts/benchmark.py", "--learning", "--quick", "--configs", "enn_s3s")
-    assert bad.returncode != 0 and "unknown --configs enn_s3s; valid: edge_net (default), enn_s2s" in bad.stderr
-
-
-def test_learning_verdicts():
-    from mpnn.bench.learning import verdict
-
-    assert verdict([1.0, 0.5], example_best=0.4, mean_predictor=1.0) == "learns"
-    assert verdict([1.0, 0.7], example_best=0.4, mean_predictor=1.0).startswith("behind")
-    assert verdict([1.0, 0.95], example_best=0.4, mean_predictor=1.0).startswith("STALLED")
-    assert verdict([1.0, 0.95], example_best=0.92, mean_predictor=1.0).startswith("not judged")

@@ -90,6 +90,14 @@ def test_linear_decay_reaches_the_final_rate_on_the_last_step(packed):
     assert module.optimizers().param_groups[0]["lr"] == pytest.approx(1e-3 * 0.05)
 
 
+def test_step_decay_halves_after_every_period_of_steps(packed):
+    trainer, module = fit(2, "schedule=step_decay", "schedule.every_steps=6")
+    assert trainer.global_step == 16  # 16 steps: halved after steps 6 and 12
+    assert module.optimizers().param_groups[0]["lr"] == pytest.approx(1e-3 / 4)
+    with pytest.raises(ValueError, match=r"schedule.every_steps=0 must be a whole number >= 1"):
+        fit(1, "schedule=step_decay", "schedule.every_steps=0")
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
