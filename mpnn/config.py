@@ -7,9 +7,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from mpnn import hydra_resolvers
+from mpnn.hydra_resolvers import register
 
-hydra_resolvers.register()  # before Hydra composes a config: run and sweep directories use ${unique_dir:...}
+register()  # before Hydra composes a config: run and sweep directories use ${unique_dir:...}
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the repository's configs (editable install)
 

@@ -32,10 +32,6 @@ TANH_SATURATED = math.atanh(math.sqrt(0.95))  # tanh' = 1 - tanh^2 < 5% of its m
 PARTS = ("embed", "messages", "updates", "mix", "master", "readout", "head")
 
 
-def _rms(t: torch.Tensor) -> float:
-    return t.float().pow(2).mean().sqrt().item()
-
-
 class _StepRecorder:
     """Forward hooks on every GRU update of an MPNN: per step, message and state RMS and gate saturation."""
 

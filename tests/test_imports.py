@@ -73,3 +73,51 @@ def test_no_sys_path_insert():
     ]
     offenders += ["train.py"] if "sys.path.insert" in (REPO / "train.py").read_text() else []
     assert not offenders
+
+
+# Layers from the bottom: a module may import its own layer and those below, never one above. The
+# facts and helpers at the bottom, then data, models, training, the tools built on training runs, the
+# benchmark, and the command lines on top.
+LAYERS = [
+    ("mpnn.config", "mpnn.files", "mpnn.hydra_resolvers", "mpnn.logs", "mpnn.plots", "mpnn.published",
+     "mpnn.recipes", "mpnn.targets"),
+    ("mpnn.data",),
+    ("mpnn.models", "mpnn.baseline", "mpnn.message_scale", "mpnn.inference"),
+    ("mpnn.training",),
+    ("mpnn.analysis", "mpnn.compare", "mpnn.diagnostics", "mpnn.sweep_plots"),
+    ("mpnn.bench",),
+    ("mpnn.cli",),
+    ("mpnn",),  # the package's facade (`from mpnn import load_checkpoint`), above all it re-exports
+]  # fmt: skip
+
+
+def layer_of(module: str) -> int:
+    """The layer of a module: that of the longest name in LAYERS that is the module or a package above it
+    (`mpnn` alone stands for the facade, not for every module under it)."""
+    best, level = "", None
+    for i, names in enumerate(LAYERS):
+        for name in names:
+            below = module.startswith(name + ".") and name != "mpnn"
+            if (module == name or below) and len(name) > len(best):
+                best, level = name, i
+    assert level is not None, f"{module} has no layer in LAYERS"
+    return level
+
+
+def test_no_layer_imports_from_a_layer_above_it():
+    graph = import_graph()
+    upward = [
+        f"{module} (layer {layer_of(module)}) imports {dep} (layer {layer_of(dep)})"
+        for module, deps in sorted(graph.items())
+        for dep in sorted(deps)
+        if layer_of(dep) > layer_of(module)
+    ]
+    assert not upward, "\n".join(upward)
+
+
+def test_the_layer_check_fails_on_an_upward_import(tmp_path):
+    """What the check exists to catch: the data module importing from the models (as it did)."""
+    bad = tmp_path / "datamodule.py"
+    bad.write_text("from mpnn.models.protocol import MoleculeModel\n")
+    deps = imports_of(bad, set(import_graph()))
+    assert deps == {"mpnn.models.protocol"} and layer_of("mpnn.models.protocol") > layer_of("mpnn.data.datamodule")

@@ -53,7 +53,7 @@ PATHS = {
     "CUDA graph bf16": (path(BF16, STATIC, {"optim.cuda_graph": "true"}), 35),
     "CUDA graph bf16, bucketed": (path(BF16, STATIC, {"optim.cuda_graph": "true", "data.bucketing": "true"}), 45),
 }
-# The paper's enn-s2s (batch 20) on the fastest path a GPU has trained it on (H200, 2026-12-04).
+# The paper's enn-s2s (batch 20) on the fastest path a GPU has trained it on (docs/PERFORMANCE.md).
 ENN_S2S = ["experiment=enn_s2s", "data.static_shapes=true", "optim.cuda_graph=true", "trainer.precision=bf16-mixed"]
 ACCURACY_EPOCHS = 2
 PAPER_EPOCHS = 540

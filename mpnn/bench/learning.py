@@ -1,7 +1,8 @@
 """Learning health: does every paper config learn? (`mpnn-benchmark --learning`)
 
 Every config trains through the real Lightning pipeline on the same molecules for the same epochs,
-with its own batch size, learning rate and schedule. Each is judged against a healthy reference:
+with its own batch size, learning rate and schedule, on the device's fast path (CPU: bf16 matrix
+products and 4 batch parts, within seed noise of fp32: docs/PERFORMANCE.md). Each is judged against a healthy reference:
 PyG's QM9 example configuration (`examples/qm9_nn_conv.py`: edge network with mean aggregation,
 d = 64, T = 3, set2set(3), batch 128, Adam 1e-3, its plateau schedule, no clipping), trained
 through the same pipeline on the same molecules and epochs with the config's own input
@@ -19,7 +20,7 @@ Verdicts (`verdict`):
 
 The default budget (DEFAULT_SUBSET molecules, DEFAULT_EPOCHS epochs) and the factors were chosen by
 measurement (docs/TRAINING.md, section 3): there the reference gets clear of the mean predictor,
-and enn_s2s with the plain sum (the stall of 2026-12-04) is STALLED while enn_s2s as shipped learns.
+and enn_s2s with the plain sum (the stall that started the guard) is STALLED while enn_s2s as shipped learns.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 from mpnn.bench.accuracy import train_once
+from mpnn.bench.throughput import fast_path
 from mpnn.config import compose, experiment_names
 
 DEFAULT_SUBSET = 5000
@@ -149,7 +151,7 @@ def learning_health(
     """Every config and the reference for each input representation among them, on the same molecules
     and epochs; `extra` (the user's overrides) reaches every run, the references' model and optimiser
     settings aside. Returns {"runs": {label: run}, "unit", "mean_predictor_mae", "subset", "epochs"}."""
-    budget = [f"data.subset={subset}", f"trainer.max_epochs={epochs}", *extra]
+    budget = [f"data.subset={subset}", f"trainer.max_epochs={epochs}", *fast_path(device), *extra]
     selected = {name: config_overrides(name) for name in configs}
     runs, references = {}, {}
     for name, overrides in selected.items():

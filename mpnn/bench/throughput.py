@@ -35,8 +35,8 @@ EXAMPLE_OVERRIDES = [
 # This project's fastest measured path per device type (docs/PERFORMANCE.md, "The fast path per device").
 # CPU: bf16 matrix products and batches split into 4 size-sorted parts, each padded to its own largest
 # molecule; both keep the validation error within seed-to-seed noise ("Accuracy within noise"). CUDA: one
-# static shape and the compiled step, 41,599 molecules/s on an H100 (2026-11-22), where the CPU's path
-# (dynamic shapes, four eager passes a step) made under 2,800 molecules/s on an H200 (2026-12-04).
+# static shape and the compiled step, the fastest GPU path measured so far (the measurements and their
+# dates are in docs/PERFORMANCE.md).
 FAST_PATHS = {
     "cpu": ["trainer.precision=bf16-mixed", "data.batch_parts=4"],
     "cuda": ["trainer.precision=32-true", "data.batch_parts=1", "data.static_shapes=true", "optim.compile=true"],

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     import pandas as pd
 
     from mpnn.compare import collect, differing_settings, failed, rows, table, training_size_groups, unfinished
-    from mpnn.plots import (
+    from mpnn.sweep_plots import (
         draw_error_ratios,
         draw_learning_curves,
         draw_setting_effects,

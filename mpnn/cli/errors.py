@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from mpnn.analysis import per_molecule_errors, summary
-    from mpnn.plots import draw_error_breakdown
+    from mpnn.sweep_plots import draw_error_breakdown
 
     try:
         frame, target = per_molecule_errors(args.run_dir, args.data_root)

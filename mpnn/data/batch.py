@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 import torch
 
+# The two batch forms a model can take: dense padded `MoleculeBatch`es or PyG `Batch`es (`edge_index` form).
+BACKENDS = ("dense", "pyg")
+
 
 @dataclass
 class EdgeInputs:

@@ -19,17 +19,16 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
-from mpnn.data.batch import EnsembleBatch
+from mpnn.data.batch import BACKENDS, EnsembleBatch
 from mpnn.data.buckets import BucketBatchSampler, SplitBatch, bucket_bounds
 from mpnn.data.cache import PackedQM9, ensure_built, load_or_build
+from mpnn.data.elements import element_counts as batch_counts
 from mpnn.data.features import atom_table
 from mpnn.data.graphs import GraphQM9
 from mpnn.data.padded import PaddedQM9
 from mpnn.data.sampling import MemberBatches, ShuffledBatches
 from mpnn.data.spec import DataSpec
 from mpnn.data.split import Split, load_or_create_permutation, make_split
-from mpnn.models.protocol import BACKENDS
-from mpnn.models.scaler import element_counts as scaler_counts
 from mpnn.recipes import get_recipe
 from mpnn.targets import TARGET_NAMES, get_target
 
@@ -263,4 +262,4 @@ def element_counts(packed: PackedQM9) -> np.ndarray:
     """(molecules, MAX_Z + 1) count of each element in each molecule, as the scaler counts a batch's."""
     molecule = torch.from_numpy(np.repeat(np.arange(len(packed)), packed.num_atoms.astype(np.int64)))
     z = torch.from_numpy(packed.z.astype(np.int64))
-    return scaler_counts(z, molecule, len(packed), torch.from_numpy(packed.num_h)).numpy()
+    return batch_counts(z, molecule, len(packed), torch.from_numpy(packed.num_h)).numpy()

@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 from hydra.utils import get_class, instantiate
 
+from mpnn.data.batch import BACKENDS
 from mpnn.data.spec import DataSpec
-from mpnn.models.protocol import BACKENDS, MoleculeModel
+from mpnn.models.protocol import MoleculeModel
 
 TRUSTED_TARGETS = ("mpnn.", "torch_geometric.", "torch.")
 

@@ -33,10 +33,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from mpnn.data.elements import element_counts
 from mpnn.data.features import NODE_FEATURES
-from mpnn.models.scaler import TargetScaler, element_counts
+from mpnn.models.scaler import TargetScaler
 
-BACKENDS = ("dense", "pyg")
 NUM_H_COLUMN = NODE_FEATURES.index("num_h")
 
 

@@ -201,11 +201,13 @@ class ProgressLines(L.Callback):
         self._active = False
         self._start = self._last = 0.0
         self._molecules = 0
+        self._first_step = 0  # the global step this process started at (not 0 after a resume)
 
     def on_train_start(self, trainer, module) -> None:
         self._active = trainer.is_global_zero and (self.always or not sys.stdout.isatty())
         self._start = self._last = time.monotonic()
         self._molecules = 0
+        self._first_step = trainer.global_step
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         self._molecules += batch.num_graphs
@@ -221,7 +223,7 @@ class ProgressLines(L.Callback):
         self._last = now
         elapsed = now - self._start
         done, total = trainer.global_step, trainer.estimated_stepping_batches
-        left = elapsed / done * (total - done) if done and total != float("inf") else float("nan")
+        left = time_left(elapsed, done - self._first_step, total - done)
         mae = trainer.callback_metrics.get("val/mae")
         line = (
             f"[progress] epoch {trainer.current_epoch + 1}/{trainer.max_epochs} {where} | "
@@ -230,6 +232,13 @@ class ProgressLines(L.Callback):
             + (f" | val/mae {float(mae):.4g}" if mae is not None else "")
         )
         print(line, flush=True)
+
+
+def time_left(elapsed: float, steps_taken: int, steps_left: float) -> float:
+    """Seconds left at the pace of the steps this process took (nan until it took one, or without an end)."""
+    if steps_taken <= 0 or steps_left == float("inf"):
+        return float("nan")
+    return elapsed / steps_taken * steps_left
 
 
 def _clock(seconds: float) -> str:

@@ -28,12 +28,14 @@ def test_on_cpu_float32_is_exact_and_bf16_rounds_every_part(briefly_trained):
 
 
 @needs_cuda()
-def test_on_cuda_bf16_is_within_the_cpus_bound_of_the_exact_gradient(briefly_trained):
+def test_on_cuda_bf16_stays_near_the_exact_gradient(briefly_trained):
     """On an H200 (2026-12-04) bf16's gradient had cosine 0.9983 with the float32 one, under the 0.999
     that CPU runs meet easily. That reference was TF32 (matmul_precision=high) and cuBLAS may reduce bf16
-    partial sums in bf16; here bf16 is held to the CPU test's bound against float64 instead, and the table
-    (printed) tells a loss of accuracy (bf16 far from float64, which part, whether float32 reductions
-    help) from a noisy reference (TF32 far from float64)."""
+    partial sums in bf16. Here bf16 is held against float64 to a bound looser than the CPU test's (cosine
+    above 0.999 and relative error under 4.5%, where the CPU test asks for 0.9999 and 1%): loose enough
+    for a GPU's other rounding, tight enough to fail on the H200's 0.9983. The table (printed) tells a loss
+    of accuracy (bf16 far from float64, which part, whether float32 reductions help) from a noisy
+    reference (TF32 far from float64)."""
     found = errors(briefly_trained, "cuda")
     table = error_table(list(found.values()))
     assert found["float32"]["relative_error"] < 1e-4, table

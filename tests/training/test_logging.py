@@ -79,3 +79,25 @@ def test_a_failed_run_finishes_its_wandb_run_as_failed(tmp_path, packed):
     assert offline_exit_code(tmp_path / "failed") == 1
     train(tmp_path / "completed", "data.subset=300", "trainer.max_epochs=1")
     assert offline_exit_code(tmp_path / "completed") == 0
+
+
+def test_time_left_after_a_resume_counts_only_the_steps_this_process_took(capsys):
+    """Resumed at step 900 of 1,000, 50 steps in 100 s: 50 steps left take 100 s more (dividing by all 950
+    steps said 5 s)."""
+    from types import SimpleNamespace
+
+    from mpnn.training.callbacks import ProgressLines, time_left
+
+    assert time_left(100.0, 50, 50) == pytest.approx(100.0)
+    assert time_left(100.0, 0, 50) != time_left(100.0, 0, 50)  # nan: no step taken yet
+    progress = ProgressLines(every_s=1, always=True)
+    trainer = SimpleNamespace(
+        is_global_zero=True, global_step=900, estimated_stepping_batches=1000, current_epoch=9, max_epochs=10,
+        world_size=1, callback_metrics={},
+    )  # fmt: skip
+    progress.on_train_start(trainer, None)
+    progress._start -= 100  # 100 s ago
+    trainer.global_step = 950
+    progress.on_train_epoch_end(trainer, None)
+    line = capsys.readouterr().out.strip()
+    assert "left ~0:01:40" in line, line
