@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mpnn.bench.gpu_check import ENN_S2S, PATHS, Part, parts, run_part, summary_markdown, targets
-from mpnn.config import compose
 from mpnn.cli.benchmark import PYG_DATA_PATH, example_overrides
+from mpnn.config import compose
 from mpnn.training.build import build
 from tests.bench import test_precision  # noqa: F401  (its CUDA test is checked for the mark)
 from tests.conftest import REPO
