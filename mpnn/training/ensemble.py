@@ -88,8 +88,11 @@ class EnsembleModule(L.LightningModule):
         self.target = get_target(self.spec.target)
         self.member_mae = nn.ModuleList(MeanAbsoluteError() for _ in seeds)
         self.ensemble_mae = MeanAbsoluteError()
-        # Per member: best validation MAE, validations since it improved, still training, MAE per epoch.
+        # Per member, as a single run's callbacks keep them: the best validation MAE (its best checkpoint, kept on
+        # any improvement, as ModelCheckpoint does), the best by `min_delta` and the validations since (its early
+        # stopping, as EarlyStopping counts), still training, MAE per epoch.
         self.best_val = [math.inf] * len(seeds)
+        self.stopping_best = [math.inf] * len(seeds)
         self.since_best = [0] * len(seeds)
         self.training_members = [True] * len(seeds)
         self.val_history: list[list[float]] = [[] for _ in seeds]
@@ -197,10 +200,12 @@ class EnsembleModule(L.LightningModule):
             if not self.training_members[k]:
                 continue
             self.val_history[k].append(mae)
-            if mae < self.best_val[k] - min_delta:
-                self.best_val[k], self.since_best[k] = mae, 0
+            if mae < self.best_val[k]:
+                self.best_val[k] = mae
                 if self.trainer.is_global_zero:
                     self.save_member(k, Path(self.trainer.default_root_dir), epoch=self.current_epoch, val_mae=mae)
+            if mae < self.stopping_best[k] - min_delta:
+                self.stopping_best[k], self.since_best[k] = mae, 0
             else:
                 self.since_best[k] += 1
                 if patience is not None and self.since_best[k] >= patience:
@@ -225,6 +230,7 @@ class EnsembleModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:  # plain lists: loadable with weights_only=True
         checkpoint["ensemble"] = {
             "best_val": self.best_val,
+            "stopping_best": self.stopping_best,
             "since_best": self.since_best,
             "training_members": self.training_members,
             "val_history": self.val_history,
@@ -233,6 +239,7 @@ class EnsembleModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["ensemble"]
         self.best_val, self.since_best = list(state["best_val"]), list(state["since_best"])
+        self.stopping_best = list(state.get("stopping_best", state["best_val"]))
         self.training_members = list(state["training_members"])
         self.val_history = [list(history) for history in state["val_history"]]
 
@@ -310,7 +317,7 @@ def stack_batches(batches: list[MoleculeBatch]) -> MoleculeBatch:
 
 
 @torch.no_grad()
-def member_test_predictions(run_dir: Path, seeds: list[int], store, rows: np.ndarray, batch_size: int, device) -> list:
+def member_predictions(run_dir: Path, seeds: list[int], store, rows: np.ndarray, batch_size: int, device) -> list:
     """Each member's predictions (physical units) of dataset rows `rows`, from its best checkpoint on disk."""
     predictions = []
     for seed in seeds:
@@ -331,9 +338,16 @@ def ensemble_results(cfg, run_dir: Path, trainer: L.Trainer, module: EnsembleMod
     target, index = module.target, datamodule.split.test
     truth = datamodule.packed.targets[index, datamodule.target_column]
     device = trainer.strategy.root_device
-    predictions = member_test_predictions(
+    predictions = member_predictions(
         run_dir, module.seeds, datamodule.dataset, index, datamodule.eval_batch_size, device
     )
+    # The ensemble's validation MAE is that of the models it is tested with: the members' best checkpoints.
+    val_index = datamodule.split.val
+    val_mean = np.mean(
+        member_predictions(run_dir, module.seeds, datamodule.dataset, val_index, datamodule.eval_batch_size, device),
+        axis=0,
+    )
+    best_val = float(np.abs(val_mean - datamodule.packed.targets[val_index, datamodule.target_column]).mean())
     chemical = target.chemical_accuracy
 
     def scores(predicted: np.ndarray) -> dict:
@@ -361,11 +375,10 @@ def ensemble_results(cfg, run_dir: Path, trainer: L.Trainer, module: EnsembleMod
     mean, spread = np.mean(predictions, axis=0), np.std(predictions, axis=0, ddof=1)
     np.savez(run_dir / "test_predictions.npz", index=index, prediction=mean, spread=spread, target=truth)
     ensemble = scores(mean)
-    history = common.get("val_mae_per_epoch") or [math.nan]
     results = {
         **common,
         **ensemble,
-        "best_val_mae": min(history),  # the ensemble's validation MAE at its best epoch
+        "best_val_mae": best_val,  # what mpnn-compare selects on; val_mae_per_epoch: the mean of the current weights
         "ensemble_size": len(members),
         "members_mean_test_mae": float(np.mean([m["test_mae"] for m in members])),
         "members": [

@@ -112,6 +112,12 @@ def test_an_ensemble_run_reports_members_predicts_compares_and_resumes(tmp_path,
         assert (out / member["best_checkpoint"]).is_file()
         member_mae.append(alone["test_mae"])
     assert np.isfinite(results["test_mae"]) and results["test_mae"] <= np.mean(member_mae) + 1e-12
+    # The ensemble's best_val_mae (what mpnn-compare selects on) is that of the models it was tested with.
+    datamodule, _ = build(compose_config(*settings, "ensemble.size=3", "trainer.accelerator=cpu"))
+    batch = datamodule.batch(datamodule.split.val)
+    mean = torch.stack([load_checkpoint(out / m["best_checkpoint"]).predict(batch) for m in results["members"]]).mean(0)
+    truth = datamodule.packed.targets[datamodule.split.val, datamodule.target_column]
+    assert results["best_val_mae"] == pytest.approx(np.abs(mean.double().numpy() - truth).mean(), rel=1e-5)
     assert len({round(mae, 9) for mae in member_mae}) == 3  # three different models
     saved = np.load(out / "test_predictions.npz")
     assert np.abs(saved["prediction"] - saved["target"]).mean() == pytest.approx(results["test_mae"])
@@ -163,6 +169,26 @@ def test_each_member_keeps_its_best_checkpoint_and_stops_on_its_own_patience(tmp
     assert module.trainer.should_stop and module.val_history == [[1.0, 1.1], [2.0, 1.5, 1.6]]
     batch = datamodule.batch(datamodule.split.val[:8])
     for k, seed in enumerate((7, 8)):
+        loaded = load_checkpoint(tmp_path / "members" / f"seed{seed}" / "checkpoints" / "best.ckpt")
+        assert torch.equal(loaded.predict(batch), module.members[k].eval().predict(batch))
+
+
+def test_min_delta_counts_for_early_stopping_not_for_the_best_checkpoint(tmp_path, packed):
+    """As a single run's callbacks do: ModelCheckpoint keeps any improvement, EarlyStopping waits for one of
+    min_delta. Member k then selects the checkpoint the single run with seed k selects."""
+    from mpnn.inference import load_checkpoint
+
+    datamodule, module = build(compose_config(*SMALL, "data.subset=100", "ensemble.size=2"))
+    module.trainer = L.Trainer(default_root_dir=str(tmp_path), logger=False, accelerator="cpu")
+    module.hparams.patience, module.hparams.min_delta = 2, 0.1
+    module.select([1.0, 1.0])
+    module.members[0].head[-1].bias.data.fill_(0.5)  # member seed 0's weights change before its next validation
+    module.select([0.95, 1.05])  # seed 0 improves by less than min_delta: best checkpoint, but no reset
+    assert module.best_val == [0.95, 1.0] and module.since_best == [1, 1]
+    module.select([0.97, 1.2])  # no improvement of 0.1 in two validations: both stop
+    assert module.training_members == [False, False] and module.trainer.should_stop
+    batch = datamodule.batch(datamodule.split.val[:8])
+    for k, seed in enumerate((0, 1)):
         loaded = load_checkpoint(tmp_path / "members" / f"seed{seed}" / "checkpoints" / "best.ckpt")
         assert torch.equal(loaded.predict(batch), module.members[k].eval().predict(batch))
 
