@@ -27,8 +27,7 @@ def train_once(overrides: list[str], device: torch.device, allow_divergence: boo
     """One run through the real Trainer (validation after every epoch): its validation MAE per epoch,
     training throughput and wall seconds. A diverging run raises `Diverged`; with `allow_divergence` it
     returns the epochs it completed and the reason under "stopped" (None for a run that finished)."""
-    import lightning as L
-
+    from mpnn.bench.timing import bench_trainer
     from mpnn.config import compose
     from mpnn.training.build import build
     from mpnn.training.callbacks import Diverged, MetricHistory, StopOnDivergence, Throughput
@@ -37,17 +36,12 @@ def train_once(overrides: list[str], device: torch.device, allow_divergence: boo
     start = time.perf_counter()
     datamodule, module = build(cfg)
     throughput, history = Throughput(), MetricHistory()
-    trainer = L.Trainer(
-        accelerator="gpu" if device.type == "cuda" else "cpu",
-        devices=1,
-        precision=cfg.trainer.precision,
+    trainer = bench_trainer(
+        device,
+        cfg.trainer.precision,
+        [throughput, history, StopOnDivergence()],
         max_epochs=cfg.trainer.max_epochs,
         num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[throughput, history, StopOnDivergence()],
     )
     stopped = None
     try:

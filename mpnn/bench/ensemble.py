@@ -9,7 +9,7 @@ import time
 import lightning as L
 import torch
 
-from mpnn.bench.timing import device_name, synchronize
+from mpnn.bench.timing import bench_trainer, device_name, synchronize
 from mpnn.config import compose
 from mpnn.training.build import build
 
@@ -35,11 +35,14 @@ def step_seconds(overrides: list[str], device: torch.device, steps: int, warmup:
     datamodule, module = build(compose(["logger=none", *overrides]))
     times = StepTimes()
     with tempfile.TemporaryDirectory() as root:
-        trainer = L.Trainer(
-            accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, max_steps=warmup + steps,
-            limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, callbacks=[times], default_root_dir=root,
-        )  # fmt: skip
+        trainer = bench_trainer(
+            device,
+            callbacks=[times],
+            max_steps=warmup + steps,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            default_root_dir=root,
+        )
         trainer.fit(module, datamodule=datamodule)
     timed = sorted(times.seconds[warmup:])
     return timed[len(timed) // 2]

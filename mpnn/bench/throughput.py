@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from omegaconf import DictConfig
 
-from mpnn.bench.timing import autocast, peak_memory_gib, synchronize
+from mpnn.bench.timing import autocast, bench_trainer, peak_memory_gib, synchronize
 
 EXAMPLE_OVERRIDES = [
     "model=edge_net",
@@ -51,25 +51,12 @@ def fast_path(device: torch.device | str) -> list[str]:
 def run_ours(cfg: DictConfig, device: torch.device, epochs: int) -> tuple[dict, object, object]:
     """(numbers, data module, Lightning module): `epochs` training epochs through the real Trainer,
     without validation; the first warms up (allocator, kernels, compilation), the others are timed."""
-    import lightning as L
-
     from mpnn.training.build import build
     from mpnn.training.callbacks import Throughput
 
     datamodule, module = build(cfg)
     throughput = Throughput()
-    trainer = L.Trainer(
-        accelerator=device.type if device.type == "cuda" else "cpu",
-        devices=1,
-        precision=cfg.trainer.precision,
-        max_epochs=epochs,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[throughput],
-    )
+    trainer = bench_trainer(device, cfg.trainer.precision, [throughput], max_epochs=epochs, limit_val_batches=0)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     trainer.fit(module, datamodule=datamodule)

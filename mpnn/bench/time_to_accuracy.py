@@ -19,7 +19,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from mpnn.bench.timing import autocast, synchronize
+from mpnn.bench.timing import autocast, bench_trainer, synchronize
 
 Curve = list[tuple[float, float]]  # (training seconds, validation MAE)
 
@@ -86,17 +86,12 @@ def train_ours(cfg, device: torch.device, budget_s: float, every_s: float) -> di
 
     datamodule, module = build(cfg)
     clock = _Clock(lambda: validation_mae(module, datamodule, device, cfg.trainer.precision), budget_s, every_s, device)
-    trainer = L.Trainer(
-        accelerator="gpu" if device.type == "cuda" else "cpu",
-        devices=1,
-        precision=cfg.trainer.precision,
+    trainer = bench_trainer(
+        device,
+        cfg.trainer.precision,
+        [_TimedTraining(clock)],
         max_epochs=1_000_000,  # stopped by the clock; a finite number, for the schedule's step count
         limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[_TimedTraining(clock)],
     )
     trainer.fit(module, datamodule=datamodule)
     return {"curve": clock.curve, "steps": clock.steps, "epochs": clock.steps / len(datamodule.train_dataloader())}

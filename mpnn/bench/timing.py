@@ -1,5 +1,5 @@
-"""Timing helpers shared by the benchmarks: device synchronisation, autocast as Lightning opens it,
-the matrix-multiply peak of the machine."""
+"""Helpers shared by the benchmarks: the one benchmark Trainer, device synchronisation, autocast as
+Lightning opens it, the matrix-multiply peak of the machine."""
 
 from __future__ import annotations
 
@@ -7,6 +7,25 @@ import time
 from collections.abc import Callable
 
 import torch
+
+
+def bench_trainer(device: torch.device, precision: str = "32-true", callbacks: list = (), **settings):
+    """The Lightning Trainer every benchmark trains through (the training build makes the runs' own): one
+    device, no logger, no checkpoints, no progress bar or model summary; `settings` add the run's length
+    and validation limits (max_epochs, max_steps, limit_val_batches, num_sanity_val_steps, ...)."""
+    import lightning as L
+
+    return L.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=1,
+        precision=precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=list(callbacks),
+        **settings,
+    )
 
 
 def synchronize(device: torch.device) -> None:
