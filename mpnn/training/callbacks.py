@@ -10,9 +10,8 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mpnn.plots import draw_prediction_dynamics
 
@@ -20,61 +19,6 @@ from mpnn.plots import draw_prediction_dynamics
 def _synchronize(module: L.LightningModule) -> None:
     if module.device.type == "cuda":
         torch.cuda.synchronize(module.device)
-
-
-class RunCheckpoint(ModelCheckpoint):
-    """Lightning's ModelCheckpoint (best by validation, last.ckpt), made so that a kill at any moment
-    loses at most the epoch in progress, and SIGTERM loses nothing.
-
-    - last.ckpt is written after every epoch, improving or not (Lightning writes it only on epochs
-      that save a best checkpoint, so a kill lost every epoch since the best).
-    - The previous best checkpoint is deleted only after last.ckpt, which names the new one, is
-      written: a kill between the two writes leaves a last.ckpt whose best checkpoint still exists.
-    - On SIGTERM (what SLURM sends before killing a job) Lightning stops at its next safe point, the
-      end of the batch in progress; last.ckpt is written there and `resume=true` continues from it.
-    - The loggers are flushed before last.ckpt is written and at every epoch start, so the metrics
-      files hold what last.ckpt holds (a resumed run keeps them: `mpnn.training.resume.keep_csv_history`).
-      Lightning hands an epoch's training metrics to the loggers only after the epoch's checkpoint:
-      a kill in the moment between the two loses that epoch's train/loss row (SIGTERM does not).
-
-    Writes are atomic (Lightning writes to a temporary file and renames it).
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._superseded: list[str] = []  # checkpoints to delete once last.ckpt no longer names them
-
-    @staticmethod
-    def _flush_loggers(trainer: L.Trainer) -> None:
-        for logger in trainer.loggers:
-            logger.save()
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._flush_loggers(trainer)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_epoch_end(trainer, pl_module)  # best (and then last) when validation improved
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        # Only SIGTERM: after other exceptions (e.g. a diverged run) the weights may be unusable.
-        sigterm = isinstance(exception, SIGTERMException)
-        if sigterm and self.save_last and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-
-    def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        if self.save_last:
-            self._superseded.append(filepath)
-        else:
-            super()._remove_checkpoint(trainer, filepath)
-
-    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict) -> None:
-        self._flush_loggers(trainer)
-        super()._save_last_checkpoint(trainer, monitor_candidates)
-        for filepath in self._superseded:
-            super()._remove_checkpoint(trainer, filepath)
-        self._superseded.clear()
 
 
 class Diverged(RuntimeError):

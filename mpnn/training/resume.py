@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from lightning.pytorch.loggers.logger import rank_zero_experiment
 from omegaconf import DictConfig, OmegaConf
+
+from mpnn.training.lightning_overrides import write_csv
 
 # What defines a run: a resumed run must match its start in these (speed, logging and the other trainer
 # settings may change). trainer.max_epochs sets the length of the learning-rate schedule.
@@ -104,40 +104,6 @@ def keep_csv_history(loggers: list, checkpoint: Path) -> None:
             reader = csv.DictReader(file)
             columns = list(reader.fieldnames or [])
             rows = [row for row in reader if int(row["step"]) < step]
-        kept = _write_csv(metrics.with_name(f".{metrics.name}.{os.getpid()}.tmp"), columns, rows)
+        kept = write_csv(metrics.with_name(f".{metrics.name}.{os.getpid()}.tmp"), columns, rows)
         logger.experiment.metrics_keys = columns  # creating the writer deletes metrics.csv: replace it after
         os.replace(kept, metrics)
-
-
-def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> Path:
-    """Write a CSV table with a header to `path` (a temporary file, renamed into place by the caller)."""
-    with path.open("w", newline="") as file:
-        table = csv.DictWriter(file, fieldnames=columns)
-        table.writeheader()
-        table.writerows(rows)
-    return path
-
-
-class _AtomicWriter(ExperimentWriter):
-    """Lightning's CSV writer, but a new column rewrites metrics.csv through a temporary file: Lightning
-    truncates the file and writes it again, so a kill in between (the epoch after a checkpoint, when the
-    training metrics add their columns) left a resumed run without the rows before it."""
-
-    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
-        path = Path(self.metrics_file_path)
-        with path.open(newline="") as file:
-            rows = list(csv.DictReader(file))
-        os.replace(_write_csv(path.with_name(f".{path.name}.{os.getpid()}.tmp"), fieldnames, rows), path)
-
-
-class ResumableCSVLogger(CSVLogger):
-    """Lightning's CSVLogger whose metrics.csv survives a kill at any moment (`_AtomicWriter`), so that
-    `keep_csv_history` finds every row that last.ckpt holds."""
-
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _AtomicWriter(log_dir=self.log_dir)
-        return self._experiment
