@@ -6,7 +6,7 @@ message passing runs as batched matrix products. The PyG path uses `torch_geomet
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -22,17 +22,24 @@ class EdgeInputs:
     features: torch.Tensor  # (B, n, n, edge_dim) float, zero off the edges (one-hot for discrete types)
 
 
+def _atoms(*dims: int):
+    """A MoleculeBatch field whose dimensions `dims` index atom slots (padded when batches are stacked)."""
+    return field(metadata={"atom_dims": dims})
+
+
 @dataclass
 class MoleculeBatch:
-    """Molecules padded to n atom slots; padding has mask False and z 0."""
+    """Molecules padded to n atom slots; padding has mask False and z 0. Every field declares which of its
+    dimensions index atom slots (`atom_dims`), so that code padding batches to a common size
+    (`mpnn.training.stacked.stack_batches`) follows the fields, new ones included."""
 
-    x: torch.Tensor  # (B, n, F) node features, zero on padding
-    z: torch.Tensor  # (B, n) long atomic numbers, 0 on padding
-    pos: torch.Tensor  # (B, n, 3) Angstrom
-    bond: torch.Tensor  # (B, n, n) long bond type code, 0 = none
-    mask: torch.Tensor  # (B, n) bool, True for real atoms
-    y: torch.Tensor  # (B,) target in physical units (float64 keeps large energies exact)
-    index: torch.Tensor  # (B,) row in the dataset
+    x: torch.Tensor = _atoms(1)  # (B, n, F) node features, zero on padding
+    z: torch.Tensor = _atoms(1)  # (B, n) long atomic numbers, 0 on padding
+    pos: torch.Tensor = _atoms(1)  # (B, n, 3) Angstrom
+    bond: torch.Tensor = _atoms(1, 2)  # (B, n, n) long bond type code, 0 = none
+    mask: torch.Tensor = _atoms(1)  # (B, n) bool, True for real atoms
+    y: torch.Tensor = _atoms()  # (B,) target in physical units (float64 keeps large energies exact)
+    index: torch.Tensor = _atoms()  # (B,) row in the dataset
 
     @property
     def num_graphs(self) -> int:

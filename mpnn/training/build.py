@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, WeightAveraging
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from mpnn.data.datamodule import QM9DataModule
@@ -16,6 +17,7 @@ from mpnn.models.factory import resolve_backend
 from mpnn.targets import get_target
 from mpnn.training.ensemble import EnsembleModule
 from mpnn.training.module import RegressionModule
+from mpnn.training.task import refusal
 
 # Settings that must be numbers: (whole numbers only, least value, may be null). A typo such as
 # optim.lr=fast fails here, with the setting's name, instead of deep inside PyTorch.
@@ -72,6 +74,7 @@ def build(cfg: DictConfig) -> tuple[QM9DataModule, RegressionModule | EnsembleMo
     ensemble = len(ensemble_seeds(cfg)) > 1
     if ensemble:
         check_ensemble(cfg, backend)
+    check_run(cfg, backend)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     datamodule = build_datamodule(cfg, backend)
@@ -92,22 +95,38 @@ def build(cfg: DictConfig) -> tuple[QM9DataModule, RegressionModule | EnsembleMo
     return datamodule, module
 
 
+def check_run(cfg: DictConfig, backend: str) -> None:
+    """Refuse, before any data loads, what the run's training task cannot do: the one list of refusals
+    (`mpnn.training.task.refusal`), which the task checks again when a Trainer starts fitting. The device is
+    known here only when trainer.accelerator names it."""
+    strategy, devices = OmegaConf.select(cfg, "trainer.strategy"), OmegaConf.select(cfg, "trainer.devices")
+    several = (
+        "ddp" in str(strategy)
+        or devices not in (1, "1", None, "auto")
+        or OmegaConf.select(cfg, "trainer.num_nodes", default=1) != 1
+    )
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
+    message = refusal(
+        precision=str(OmegaConf.select(cfg, "trainer.precision", default="32-true")),
+        world_size=2 if several else 1,
+        device_type={"cpu": "cpu", "gpu": "cuda", "cuda": "cuda"}.get(accelerator),
+        static_shapes=bool(cfg.data.static_shapes),
+        compile=bool(cfg.optim.compile),
+        cuda_graph=bool(cfg.optim.cuda_graph),
+        models=len(ensemble_seeds(cfg)),
+        backend=backend,
+        compile_mode=cfg.optim.compile_mode,
+    )
+    if message:
+        raise ValueError(message)
+
+
 def check_ensemble(cfg: DictConfig, backend: str) -> None:
     """Refuse, by name and before any work, what `ensemble.size` > 1 does not support."""
     if backend != "dense":
         raise ValueError(
             f"ensemble.size > 1 trains the dense path of the paper's MPNN; backend={backend} (and PyG's models) "
             "train one model per run"
-        )
-    strategy, devices = OmegaConf.select(cfg, "trainer.strategy"), OmegaConf.select(cfg, "trainer.devices")
-    if (
-        "ddp" in str(strategy)
-        or devices not in (1, "1", None, "auto")
-        or OmegaConf.select(cfg, "trainer.num_nodes", default=1) != 1
-    ):
-        raise ValueError(
-            "ensemble.size > 1 trains its members on one device: use it without trainer=ddp (trainer.devices=1); "
-            "to use several GPUs, run one ensemble per GPU (hydra/launcher=gpu_pool)"
         )
     for key in ("compile", "cuda_graph"):
         if cfg.optim[key]:
@@ -151,8 +170,13 @@ def _is(config: object, cls: type) -> bool:
     return target is not None and issubclass(get_class(target), cls)
 
 
-def build_loggers(cfg: DictConfig) -> list:
-    return [instantiate(c) for c in cfg.logger.values()] if cfg.get("logger") else []
+def build_loggers(cfg: DictConfig, wandb_id: str | None = None) -> list:
+    """The run's loggers; `wandb_id`: continue that W&B run (a resumed run keeps one W&B run, not two)."""
+    loggers = []
+    for config in (cfg.logger.values() if cfg.get("logger") else []):
+        resumed = wandb_id is not None and _is(config, WandbLogger)
+        loggers.append(instantiate(config, id=wandb_id, resume="allow") if resumed else instantiate(config))
+    return loggers
 
 
 def build_callbacks(cfg: DictConfig, loggers: list) -> list[L.Callback]:

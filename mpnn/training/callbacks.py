@@ -52,7 +52,7 @@ class StopOnDivergence(L.Callback):
         self._finite_steps, self._steps = None, 0
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        finite = torch.isfinite(module._train_loss_sum)  # the epoch's running loss sum, on the device
+        finite = torch.isfinite(module.train_loss_sum)  # the epoch's running loss sum, on the device
         self._finite_steps = finite.int() if self._finite_steps is None else self._finite_steps + finite
         self._steps += 1
         last = batch_idx + 1 >= trainer.num_training_batches
@@ -60,7 +60,7 @@ class StopOnDivergence(L.Callback):
             return
         finite_steps = int(self._finite_steps.item())
         if trainer.strategy.reduce_boolean_decision(finite_steps < self._steps, all=False):
-            value = float(module._train_loss_sum)
+            value = float(module.train_loss_sum)
             step = trainer.global_step - self._steps + finite_steps
             raise Diverged(
                 f"training loss became {value} at epoch {trainer.current_epoch}, step {step} (both counted from 0); "

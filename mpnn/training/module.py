@@ -23,9 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-import lightning as L
 import torch
-from hydra.utils import instantiate
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MeanAbsoluteError
 
@@ -33,11 +31,10 @@ from mpnn.data.buckets import SplitBatch
 from mpnn.data.spec import DataSpec
 from mpnn.models.factory import build_model
 from mpnn.models.protocol import MoleculeModel
-from mpnn.recipes import RECIPES
 from mpnn.targets import get_target
 from mpnn.training.cuda_graph import CudaGraphStep
-
-FUSED_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)  # one fused kernel per step on a GPU
+from mpnn.training.reporting import single_run_results
+from mpnn.training.task import TrainingTask
 
 
 def normalised_loss(model: MoleculeModel, batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,7 +60,9 @@ def denormalise(model: MoleculeModel, prediction: torch.Tensor, batch) -> torch.
     return torch.cat([model.denormalise(p, part) for p, part in zip(parts, batch.parts)])
 
 
-class RegressionModule(L.LightningModule):
+class RegressionModule(TrainingTask):
+    """One model trained on one target (the shared parts, optimizer and refusals: `TrainingTask`)."""
+
     def __init__(
         self,
         model: dict,
@@ -78,15 +77,7 @@ class RegressionModule(L.LightningModule):
         seed: int | None = None,
     ):
         super().__init__()
-        if cuda_graph and compile_mode == "reduce-overhead":
-            raise ValueError(
-                "optim.compile_mode=reduce-overhead captures its own CUDA graphs and cannot run inside "
-                "optim.cuda_graph=true; use optim.compile_mode=default (or null) with it"
-            )
-        if (compile or cuda_graph) and backend != "dense":
-            raise ValueError("optim.compile and optim.cuda_graph need fixed batch shapes: use them with backend=dense")
         self.save_hyperparameters()
-        self.automatic_optimization = False  # see the module docstring
         self.spec = DataSpec(**data)
         self.model: MoleculeModel = build_model(model, self.spec, seed)
         self.target = get_target(self.spec.target)
@@ -100,8 +91,9 @@ class RegressionModule(L.LightningModule):
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         plain_step = partial(self._forward_backward, backward=torch.Tensor.backward)
         self._graph_step = CudaGraphStep(plain_step, self.parameters) if cuda_graph else None
-        self._train_loss_sum = torch.zeros(())
-        self._train_molecules = 0
+
+    def models(self) -> list[MoleculeModel]:
+        return [self.model]
 
     def forward(self, batch) -> torch.Tensor:
         return self.model(batch)
@@ -110,16 +102,6 @@ class RegressionModule(L.LightningModule):
     def predict(self, batch) -> torch.Tensor:
         """The model's prediction in the target's physical unit (float64)."""
         return self.model.predict(batch)
-
-    def fit_scaler(self, datamodule) -> None:
-        """Fit the target scaler on the training split of a set-up data module (mean, std, atomrefs)."""
-        y, counts = datamodule.training_targets()
-        self.model.scaler.fit(y, counts, atomrefs=RECIPES[self.spec.recipe].atomrefs)
-
-    def setup(self, stage: str) -> None:
-        # A resumed run restores the fitted buffers from its checkpoint after this.
-        if stage == "fit":
-            self.fit_scaler(self.trainer.datamodule)
 
     def _normalised_loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         return normalised_loss(self.model, batch)
@@ -162,43 +144,10 @@ class RegressionModule(L.LightningModule):
         finally:
             self._loss = compiled
 
-    def on_fit_start(self) -> None:
-        static_shapes = getattr(self.trainer.datamodule, "static_shapes", True)
-        if self._loss is not None and not static_shapes:  # one compilation per atom count, then eager
-            raise ValueError("optim.compile=true compiles one graph per batch shape; set data.static_shapes=true")
-        if self._graph_step is not None:  # fail before training, not at the first step that would break
-            if not static_shapes:
-                raise ValueError(
-                    "optim.cuda_graph=true captures one graph per batch shape; set data.static_shapes=true "
-                    "(one shape, or one per bucket with data.bucketing=true)"
-                )
-            if self.device.type != "cuda":
-                raise ValueError(f"optim.cuda_graph=true needs a CUDA device; this run is on {self.device.type}")
-            if self.trainer.world_size > 1:
-                raise ValueError("optim.cuda_graph=true runs on one device; use it without trainer=ddp")
-        if self.trainer.precision == "16-mixed":  # its loss scaling would need unscaling before clipping
-            raise ValueError("trainer.precision=16-mixed is not supported; use bf16-mixed or 32-true")
-        if self.trainer.precision in ("bf16-true", "16-true"):  # would round the float64 target scaler too
-            raise ValueError(
-                f"trainer.precision={self.trainer.precision} casts weights and target scaler to half precision; "
-                "use bf16-mixed (bf16 matrix products, float32 weights) or 32-true"
-            )
-
     def training_step(self, batch, batch_idx: int) -> None:
-        optimizer = self.optimizers()
-        loss = self.compute_gradients(batch, optimizer)
-        optimizer.step()
-        scheduler = self.lr_schedulers()
-        if scheduler is not None and not isinstance(scheduler, ReduceLROnPlateau):
-            scheduler.step()
-        # Accumulated on the device and logged once per epoch: no per-step host synchronisation.
-        self._train_loss_sum = self._train_loss_sum.to(loss.device) + loss * batch.num_graphs
-        self._train_molecules += batch.num_graphs
-
-    def on_train_epoch_end(self) -> None:
-        if self._train_molecules:
-            self.log("train/loss", self._train_loss_sum / self._train_molecules, sync_dist=True)
-        self._train_loss_sum, self._train_molecules = torch.zeros((), device=self.device), 0
+        loss = self.compute_gradients(batch, self.optimizers())
+        self.optimizer_step_and_schedule()
+        self.add_training_loss(loss * batch.num_graphs, batch.num_graphs)
 
     def _evaluate(self, batch, stage: str) -> None:
         loss, prediction = self.loss(batch)
@@ -229,14 +178,5 @@ class RegressionModule(L.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
-    def configure_optimizers(self) -> torch.optim.Optimizer | dict:
-        factory = instantiate(self.hparams.optimizer)
-        fused = self.device.type == "cuda" and factory.func in FUSED_OPTIMIZERS
-        optimizer = factory(self.parameters(), **({"fused": True} if fused else {}))
-        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = instantiate(self.hparams.schedule)(optimizer, total_steps=total_steps)
-        if scheduler is None:
-            return optimizer
-        # Stepped by training_step (per step) or on_validation_epoch_end (plateau).
-        interval = "epoch" if isinstance(scheduler, ReduceLROnPlateau) else "step"
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+    def report(self, cfg, run_dir, trainer, datamodule, common: dict) -> dict:
+        return single_run_results(cfg, run_dir, trainer, self, datamodule, common)

@@ -12,17 +12,15 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from mpnn.inference import predict
 from mpnn.training.build import build, build_callbacks, build_loggers, build_trainer
 from mpnn.training.callbacks import Diverged, MetricHistory, Throughput
-from mpnn.training.ensemble import EnsembleModule, ensemble_results
-from mpnn.training.reporting import close_loggers, draw_run_figures, report_to_wandb, write_results
+from mpnn.training.reporting import close_loggers, write_results
 from mpnn.training.resume import CONFIG_FILE, checkpoint_to_resume, keep_csv_history
+from mpnn.training.wandb_offline import run_ids
 
 
 def record_start(cfg: DictConfig, run_dir: Path) -> None:
@@ -50,7 +48,8 @@ def train(cfg: DictConfig, run_dir: Path, model_name: str | None = None) -> dict
     resume_from = checkpoint_to_resume(cfg, run_dir)
     start = time.perf_counter()
     datamodule, module = build(cfg)
-    loggers = build_loggers(cfg)
+    earlier = run_ids(run_dir) if resume_from is not None else []
+    loggers = build_loggers(cfg, wandb_id=earlier[-1] if earlier else None)
     failed = True
     try:
         callbacks = build_callbacks(cfg, loggers)
@@ -73,7 +72,7 @@ def train(cfg: DictConfig, run_dir: Path, model_name: str | None = None) -> dict
         val_mae_per_epoch = list(history.val_mae) if history else []
         device = trainer.strategy.root_device
         target = module.target
-        one_model = module.members[0] if isinstance(module, EnsembleModule) else module.model
+        one_model = module.models()[0]
         common = {
             "status": "completed",
             "target": target.name,
@@ -97,36 +96,8 @@ def train(cfg: DictConfig, run_dir: Path, model_name: str | None = None) -> dict
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # which GPU of the node, in a sweep
         }
-        if isinstance(module, EnsembleModule):
-            common["wall_s"] = time.perf_counter() - start
-            results = ensemble_results(cfg, run_dir, trainer, module, datamodule, common)
-            failed = False
-            return results
-        checkpoint = trainer.checkpoint_callback
-        best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
-        best_val = checkpoint.best_model_score if best else trainer.callback_metrics.get("val/mae")
-        test_metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
-        if not trainer.is_global_zero:  # other DDP ranks are done: rank 0 reports
-            failed = False
-            return {}
-
-        # The module holds the tested (best) weights; predict the whole test set on one device.
-        index = datamodule.split.test
-        predicted = predict(module.model.to(device), datamodule.dataset, index, datamodule.eval_batch_size)
-        truth = datamodule.packed.targets[index, datamodule.target_column]
-        np.savez(run_dir / "test_predictions.npz", index=index, prediction=predicted, target=truth)
-        results = {
-            **common,
-            "test_mae": float(test_metrics["test/mae"]),
-            "test_error_ratio": float(test_metrics["test/error_ratio"]),
-            "best_val_mae": float(best_val) if best_val is not None else math.nan,
-            "wall_s": time.perf_counter() - start,
-            "best_checkpoint": os.path.relpath(best, run_dir) if best else None,
-            "seed": cfg.seed,
-        }
-        figures = draw_run_figures(run_dir, target, truth, predicted, val_mae_per_epoch)
-        report_to_wandb(trainer, results, figures)
-        write_results(run_dir / "results.json", results)
+        common["wall_s"] = time.perf_counter() - start  # fitting, validation included; not the test
+        results = module.report(cfg, run_dir, trainer, datamodule, common)
         failed = False
         return results
     finally:

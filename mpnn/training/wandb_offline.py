@@ -72,3 +72,10 @@ def offline_exit_code(run_dir: str | Path) -> int | None:
     """The exit code the (last) offline W&B run under `run_dir` was finished with (None: never finished)."""
     codes = [r.exit.exit_code for r in _offline_records(run_dir) if r.WhichOneof("record_type") == "exit"]
     return codes[-1] if codes else None
+
+
+def run_ids(run_dir: Path) -> list[str]:
+    """The W&B run ids of a run directory's W&B folders (`wandb/offline-run-<time>-<id>` or `run-<time>-<id>`),
+    oldest first; one id for a run that was resumed into the same W&B run."""
+    folders = sorted(Path(run_dir).glob("wandb/*run-*-*"), key=lambda path: path.name.split("-")[-2])
+    return [folder.name.rsplit("-", 1)[1] for folder in folders if folder.is_dir()]

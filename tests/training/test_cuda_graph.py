@@ -30,9 +30,19 @@ cuda_only = needs_cuda("CUDA graphs need a CUDA device")
     ],
 )
 def test_misconfigured_runs_fail_before_training(overrides, message, packed):
-    datamodule, module = build(compose_config("data.subset=300", *overrides))
+    """Refused when the run is built (before data loads) where the config tells, else when fitting starts."""
     trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False)
     with pytest.raises(ValueError, match=message):
+        datamodule, module = build(compose_config("data.subset=300", *overrides))
+        trainer.fit(module, datamodule=datamodule)
+    assert trainer.global_step == 0
+
+
+def test_the_same_refusal_holds_when_a_trainer_is_built_by_hand(packed):
+    """A module built for one setting and fitted by a Trainer that breaks it: the task's own check refuses."""
+    datamodule, module = build(compose_config("data.subset=300", "data.static_shapes=true", "optim.cuda_graph=true"))
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False)
+    with pytest.raises(ValueError, match="needs a CUDA device; this run is on cpu"):
         trainer.fit(module, datamodule=datamodule)
     assert trainer.global_step == 0
 

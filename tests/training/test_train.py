@@ -184,9 +184,12 @@ def test_ema_weights_are_validated_checkpointed_and_tested(tmp_path, packed):
 
 
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, packed):
-    """Kill a real run after its first checkpoint; resume=true finishes it with the full history."""
+    """Kill a real run after its first checkpoint; resume=true finishes it with the full history, in the
+    same W&B run (one id across the two offline-run folders, which `wandb sync` uploads as one run)."""
+    from mpnn.training.wandb_offline import offline_summary, run_ids
+
     out = tmp_path / "run"
-    settings = ["data.subset=300", "data.batch_size=32", "trainer.max_epochs=12", "logger=csv"]
+    settings = ["data.subset=300", "data.batch_size=32", "trainer.max_epochs=12", "logger=[csv,wandb]"]
     command = [sys.executable, str(REPO / "train.py"), *settings, f"hydra.run.dir={out}", "trainer.accelerator=cpu"]
     last = kill_after_first_checkpoint(command, out)
     assert last.exists() and not (out / "results.json").exists()  # interrupted after 1 of 12 epochs or so
@@ -202,6 +205,9 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, packed):
     assert math.isfinite(results["test_mae"])
     with (out / "csv" / "metrics.csv").open(newline="") as file:  # and so is the CSV history (resume used to wipe it)
         assert [int(row["epoch"]) for row in csv.DictReader(file) if row["val/mae"]] == list(range(12))
+    ids = run_ids(out)
+    assert len(ids) == 2 and len(set(ids)) == 1, ids  # the killed start and the resumed one: one W&B run
+    assert offline_summary(out)["test/mae"] == pytest.approx(results["test_mae"])
 
 
 def test_resume_without_an_interrupted_run_fails_clearly(tmp_path):
