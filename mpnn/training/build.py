@@ -173,7 +173,7 @@ def _is(config: object, cls: type) -> bool:
 def build_loggers(cfg: DictConfig, wandb_id: str | None = None) -> list:
     """The run's loggers; `wandb_id`: continue that W&B run (a resumed run keeps one W&B run, not two)."""
     loggers = []
-    for config in (cfg.logger.values() if cfg.get("logger") else []):
+    for config in cfg.logger.values() if cfg.get("logger") else []:
         resumed = wandb_id is not None and _is(config, WandbLogger)
         loggers.append(instantiate(config, id=wandb_id, resume="allow") if resumed else instantiate(config))
     return loggers
