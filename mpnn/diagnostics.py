@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from mpnn.data.batch import MoleculeBatch
 from mpnn.data.datamodule import QM9DataModule
 from mpnn.message_scale import message_scale
+from mpnn.plain_steps import PlainAdam
 from mpnn.training.build import build
 from mpnn.training.module import RegressionModule
 
@@ -55,17 +56,17 @@ def zeroed_inputs(batch):
 
 def _fit(module: RegressionModule, batches: list, steps: int, lr: float, zero_inputs: bool = False) -> float:
     """Plain Adam on the given batches, cycling; returns the last loss."""
-    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
+    optimizer = PlainAdam(module.parameters(), lr=lr)
     module.train()
-    loss = torch.tensor(float("nan"))
-    for step in range(steps):
-        batch = batches[step % len(batches)]
+
+    def loss_of(batch) -> torch.Tensor:
         target = module.model.normalise(batch)  # from the real molecule (element counts)
         prediction = module.model(zeroed_inputs(batch) if zero_inputs else batch)
-        loss = torch.nn.functional.mse_loss(prediction, target)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        return torch.nn.functional.mse_loss(prediction, target)
+
+    loss = torch.tensor(float("nan"))
+    for step in range(steps):
+        loss = optimizer.step(loss_of, batches[step % len(batches)])
     return loss.item()
 
 

@@ -26,6 +26,7 @@ import torch
 from mpnn.data.batch import MoleculeBatch
 from mpnn.models.mpnn import MPNN
 from mpnn.models.update import GRUUpdate
+from mpnn.plain_steps import PlainAdam
 
 SIGMOID_SATURATED = 2 * math.acosh(1 / math.sqrt(0.05))  # sigmoid' < 5% of its maximum 1/4: |a| > 4.36
 TANH_SATURATED = math.atanh(math.sqrt(0.95))  # tanh' = 1 - tanh^2 < 5% of its maximum 1: |a| > 2.18
@@ -112,31 +113,26 @@ def _part(name: str) -> str:
 
 def train_and_watch(module, batches: list, steps: int, lr: float, clip: float | None) -> dict:
     """Adam on `batches` (cycling) with the run's clipping: gradient norm per part, how often clipping binds."""
-    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
+    optimizer = PlainAdam(module.parameters(), lr=lr, clip=clip)
     module.train()
     norms: dict[str, list[float]] = defaultdict(list)
-    clipped, losses = 0, []
-    for step in range(steps):
-        batch = batches[step % len(batches)]
-        loss, _ = module.loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
+
+    def record_norms(_loss: torch.Tensor) -> None:  # before clipping
         per_part: dict[str, float] = defaultdict(float)
         for name, p in module.model.named_parameters():
             if p.grad is not None:
                 per_part[_part(name)] += p.grad.pow(2).sum().item()
         for part, sq in per_part.items():
             norms[part].append(math.sqrt(sq))
-        total = math.sqrt(sum(per_part.values()))
-        norms["total"].append(total)
-        if clip:
-            clipped += total > clip
-            torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
-        optimizer.step()
-        losses.append(loss.item())
+        norms["total"].append(math.sqrt(sum(per_part.values())))
+
+    losses = [
+        optimizer.step(lambda b: module.loss(b)[0], batches[step % len(batches)], inspect=record_norms).item()
+        for step in range(steps)
+    ]
     return {
         "gradient_norm": {part: sum(v) / len(v) for part, v in norms.items()},
-        "clipped_fraction": clipped / steps if clip else 0.0,
+        "clipped_fraction": sum(total > clip for total in norms["total"]) / steps if clip else 0.0,
         "first_loss": sum(losses[:10]) / len(losses[:10]),
         "last_loss": sum(losses[-10:]) / len(losses[-10:]),
     }

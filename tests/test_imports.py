@@ -79,8 +79,8 @@ def test_no_sys_path_insert():
 # facts and helpers at the bottom, then data, models, training, the tools built on training runs, the
 # benchmark, and the command lines on top.
 LAYERS = [
-    ("mpnn.config", "mpnn.files", "mpnn.hydra_resolvers", "mpnn.logs", "mpnn.plots", "mpnn.published",
-     "mpnn.recipes", "mpnn.targets"),
+    ("mpnn.config", "mpnn.files", "mpnn.hydra_resolvers", "mpnn.logs", "mpnn.plain_steps", "mpnn.plots",
+     "mpnn.published", "mpnn.recipes", "mpnn.targets"),
     ("mpnn.data",),
     ("mpnn.models", "mpnn.baseline", "mpnn.message_scale", "mpnn.inference"),
     ("mpnn.training",),

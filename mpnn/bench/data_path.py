@@ -20,6 +20,7 @@ from torch_geometric.loader import DataLoader
 from torch_geometric.transforms import BaseTransform, Compose
 
 from mpnn.bench.timing import autocast, seconds_per_call
+from mpnn.plain_steps import PlainAdam
 
 
 class SelectTarget(BaseTransform):
@@ -64,12 +65,9 @@ def batches_per_second(batches: Iterator, device: torch.device, calls: int, warm
 
 def step_ms(module, batches: Iterator, device: torch.device, precision: str, steps: int, warmup: int) -> float:
     """Median milliseconds of a training step (batch, forward, backward, Adam) of `module` fed by `batches`."""
-    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
+    optimizer = PlainAdam(module.parameters())
 
     def step(_: int) -> None:
-        batch = next(batches)
-        with autocast(device, precision):
-            module.compute_gradients(batch, optimizer)
-        optimizer.step()
+        optimizer.module_step(module, next(batches), autocast(device, precision))
 
     return 1000 * seconds_per_call(step, steps, warmup, device)

@@ -1,4 +1,4 @@
-"""How far each precision's gradient is from the exact one, by part of the model (`mpnn-benchmark --precision`).
+"""How far each precision's gradient is from the exact one, by part of the model (`mpnn-benchmark precision`).
 
 A bf16 gradient compared with a "float32" one measures both: on a GPU under `matmul_precision=high`
 (the default) the float32 products are TF32 (10 significant bits), and cuBLAS may reduce bf16
@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import torch
 
+from mpnn.plain_steps import PlainAdam
 from mpnn.training.module import RegressionModule
 
 
@@ -86,10 +87,9 @@ def briefly_trained(overrides: list[str], steps: int = 20) -> dict[str, torch.Te
     from mpnn.training.build import build
 
     datamodule, module = build(compose([*overrides, "data.batch_size=32", "data.bucketing=true"]))
-    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
+    optimizer = PlainAdam(module.parameters())
     for step, raw in enumerate(datamodule.train_dataloader()):
-        module.compute_gradients(datamodule.on_after_batch_transfer(raw, 0), optimizer)
-        optimizer.step()
+        optimizer.module_step(module, datamodule.on_after_batch_transfer(raw, 0))
         if step == steps - 1:
             break
     return module.state_dict()

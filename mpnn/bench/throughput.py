@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from mpnn.bench.timing import autocast, bench_trainer, peak_memory_gib, synchronize
+from mpnn.plain_steps import PlainAdam
 
 EXAMPLE_OVERRIDES = [
     "model=edge_net",
@@ -71,33 +72,21 @@ def run_ours(cfg: DictConfig, device: torch.device, epochs: int) -> tuple[dict, 
 
 def run_baseline(datamodule, device: torch.device, steps: int, warmup: int, workers: int) -> dict:
     """PyG's example as shipped, on the training split of `datamodule`: `steps` timed steps after `warmup`."""
-    from torch_geometric.loader import DataLoader
+    from mpnn.bench.time_to_accuracy import Example
 
-    from mpnn.baseline import ExampleNet, MoleculeList, example_transform, to_pyg
-
-    y, _ = datamodule.training_targets()
-    mean, std = float(y.mean()), float(y.std())
-    molecules = to_pyg(datamodule.packed, datamodule.split.train, datamodule.target_column, mean, std)
-    dataset = MoleculeList(molecules, transform=example_transform())
-    loader = DataLoader(dataset, batch_size=128, shuffle=True, num_workers=workers)
-    model = ExampleNet(dataset.num_features).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    example = Example(datamodule, device, workers=workers)
     synchronize(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    model.train()
+    example.model.train()
     done, molecules_timed, start = 0, 0, 0.0
     while done < warmup + steps:
-        for data in loader:
+        for data in example.train:
             if done == warmup:
                 synchronize(device)
                 start = time.perf_counter()
-            data = data.to(device)
-            optimizer.zero_grad()
-            loss = torch.nn.functional.mse_loss(model(data), data.y)
-            loss.backward()
-            loss.item()  # the example accumulates loss.item() * num_graphs every step
-            optimizer.step()
+            # the example accumulates loss.item() * num_graphs every step, between backward and step
+            example.step(data, inspect=torch.Tensor.item)
             if done >= warmup:
                 molecules_timed += data.num_graphs
             done += 1
@@ -142,13 +131,12 @@ def training_steps(cfg: DictConfig, device: torch.device) -> tuple[Callable[[int
 
     datamodule, module = build(cfg)
     module = module.to(device)
-    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3, fused=device.type == "cuda")
+    optimizer = PlainAdam(module.parameters(), fused=device.type == "cuda")
     batches = [(index.to(device), sizes) for index, sizes in datamodule.train_dataloader()]
 
     def step(i: int) -> None:
-        with autocast(device, cfg.trainer.precision):
-            module.compute_gradients(datamodule.on_after_batch_transfer(batches[i % len(batches)], 0), optimizer)
-        optimizer.step()
+        batch = datamodule.on_after_batch_transfer(batches[i % len(batches)], 0)
+        optimizer.module_step(module, batch, autocast(device, cfg.trainer.precision))
 
     return step, [len(index) for index, _ in batches]
 
