@@ -56,7 +56,7 @@ def test_messages_stay_in_the_range_the_gru_can_use_at_init(overrides, sample):
 # steps on 256 molecules its seed 1 kept 0.827 of its loss with a readout ratio of 1.011, as close to the
 # limits as the plain sum's stall, so no threshold separates them there; its stall is caught at
 # initialisation above (85-96% saturated with the plain sum, at most 21% as shipped, over three seeds)
-# and by `mpnn-benchmark --learning`.
+# and by `mpnn-benchmark learning`.
 LEARNING = {
     "default": ([], 128, 120, 0.52, 1.6),
 }

@@ -1,4 +1,4 @@
-"""Learning health: does every paper config learn? (`mpnn-benchmark --learning`)
+"""Learning health: does every paper config learn? (`mpnn-benchmark learning`)
 
 Every config trains through the real Lightning pipeline on the same molecules for the same epochs,
 with its own batch size, learning rate and schedule, on the device's fast path (CPU: bf16 matrix
@@ -181,7 +181,7 @@ def _print_run(label: str, run: dict) -> None:
 
 
 def gate(judged: dict[str, Verdict]) -> tuple[int, str]:
-    """(exit status, closing line) of `mpnn-benchmark --learning`: 1 if any config STALLED or FAILED;
+    """(exit status, closing line) of `mpnn-benchmark learning`: 1 if any config STALLED or FAILED;
     3 if none did but some could not be judged (too small a budget); 0 only if every config learns."""
     failed = [f"{name} {v.status}" for name, v in judged.items() if v.status in ("STALLED", "FAILED")]
     if failed:

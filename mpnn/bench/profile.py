@@ -1,4 +1,4 @@
-"""Where a training step's time goes (`mpnn-benchmark --profile`): kernels per step, their time, and
+"""Where a training step's time goes (`mpnn-benchmark profile`): kernels per step, their time, and
 the device's idle gaps between them.
 
 A small step (the paper's batch of 20) is bound by launches, not arithmetic: what matters is how

@@ -39,7 +39,7 @@ from mpnn.data.sampling import EpochBatches
 
 # Padded work of a molecule slot in a batch padded to n atoms: n atom slots plus n^2 pair slots
 # weighted by the default edge network's FLOPs per pair relative to per atom (16.0 and 36.6
-# GFLOP per step of 128 x 29 atoms, `mpnn-benchmark --flops`: 1/66 of an atom slot).
+# GFLOP per step of 128 x 29 atoms, `mpnn-benchmark flops`: 1/66 of an atom slot).
 PAIR_WEIGHT = 1 / 66
 
 

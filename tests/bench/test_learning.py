@@ -1,4 +1,4 @@
-"""The learning-health guard (mpnn/bench/learning.py, `mpnn-benchmark --learning`): verdicts that can
+"""The learning-health guard (mpnn/bench/learning.py, `mpnn-benchmark learning`): verdicts that can
 fail on the curves they exist to catch, and a command whose exit status gates.
 
 The real check at the default budget (enn_s2s with the plain sum STALLED, as shipped learning) takes
