@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import traceback
 from pathlib import Path
 
 import hydra
@@ -26,9 +27,25 @@ class RunRefused(CompactHydraException):
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float:
+    from mpnn.training import slurm
+
+    if slurm.job_id() is None or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return run(cfg)
+    # A SLURM job of a sweep: Hydra would catch a failure and the job would end COMPLETED with exit code
+    # 0; instead it fails for SLURM too, and the sweep reports the job's log.
+    try:
+        return run(cfg)
+    except Exception:
+        traceback.print_exc()
+        print(f"mpnn-train: SLURM job {slurm.job_id()} failed", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+
+
+def run(cfg: DictConfig) -> float:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from mpnn.logs import quiet_logs
+    from mpnn.training import slurm
     from mpnn.training.callbacks import Diverged
     from mpnn.training.resume import resume_command
     from mpnn.training.run import train
@@ -37,7 +54,8 @@ def main(cfg: DictConfig) -> float:
     hydra_config = HydraConfig.get()
     run_dir = Path(hydra_config.runtime.output_dir)
     try:
-        results = train(cfg, run_dir, hydra_config.runtime.choices.get("model"))
+        with slurm.stop_before_requeue():
+            results = train(cfg, run_dir, hydra_config.runtime.choices.get("model"))
     except (*USER_ERRORS, Diverged) as error:
         if isinstance(error, Diverged) and hydra_config.mode == RunMode.MULTIRUN:
             # One diverged job (its results.json says so) must not end a sweep: a search gets the worst value.
@@ -46,7 +64,8 @@ def main(cfg: DictConfig) -> float:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         raise RunRefused(f"{type(error).__name__}: {error}") from None
-    except SIGTERMException:  # Lightning stopped at the end of a batch; the checkpoint callback saved last.ckpt
+    except SIGTERMException:  # Lightning stopped at the end of a batch; last.ckpt holds the last whole epoch
+        slurm.requeue_if_requested()  # stopped before the time limit: submitit requeues the job and exits
         if (run_dir / "checkpoints" / "last.ckpt").exists():
             how = f"continue it with:\n  {resume_command(run_dir, list(hydra_config.overrides.task))}"
         else:

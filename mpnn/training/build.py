@@ -10,11 +10,13 @@ import torch
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, WeightAveraging
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from mpnn.data.datamodule import QM9DataModule
 from mpnn.models.factory import resolve_backend
 from mpnn.targets import get_target
+from mpnn.training import slurm
 from mpnn.training.ensemble import EnsembleModule
 from mpnn.training.module import RegressionModule
 from mpnn.training.task import refusal
@@ -187,8 +189,15 @@ def build_callbacks(cfg: DictConfig, loggers: list) -> list[L.Callback]:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     if any(isinstance(c, WeightAveraging) for c in callbacks) and (cfg.optim.compile or cfg.optim.cuda_graph):
         raise ValueError("callbacks=ema is not tested with optim.compile or optim.cuda_graph; use it without them")
+    if slurm.job_id() is not None:
+        callbacks.append(slurm.StopForRequeue())
     return callbacks
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list[L.Callback]) -> L.Trainer:
-    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, default_root_dir=str(run_dir))
+    """The run's Trainer; in a SLURM job with Lightning's own requeue switched off (submitit requeues:
+    mpnn.training.slurm)."""
+    settings = {"logger": loggers or False, "callbacks": callbacks, "default_root_dir": str(run_dir)}
+    if SLURMEnvironment.detect():
+        settings["plugins"] = [SLURMEnvironment(auto_requeue=False)]
+    return instantiate(cfg.trainer, **settings)

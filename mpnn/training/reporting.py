@@ -64,7 +64,10 @@ def close_loggers(loggers: list, failed: bool) -> None:
             import wandb
 
             if wandb.run is not None:
-                wandb.finish(exit_code=1 if failed else 0)
+                try:
+                    wandb.finish(exit_code=1 if failed else 0)
+                except (ConnectionError, OSError) as error:  # W&B's service died with the job (SIGTERM to all)
+                    print(f"W&B could not finish its run ({error!r}); its files may miss the last records")
         else:
             logger.finalize("failed" if failed else "success")
 

@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
+from mpnn.training import slurm
 from mpnn.training.lightning_overrides import write_csv
 
 # What defines a run: a resumed run must match its start in these (speed, logging and the other trainer
@@ -54,14 +55,18 @@ def _brief(value: object) -> str:
 
 
 def checkpoint_to_resume(cfg: DictConfig, run_dir: Path) -> Path | None:
-    """last.ckpt of an interrupted run when `resume=true`, else None; refuses to mix two runs in one directory."""
+    """last.ckpt of an interrupted run when `resume=true` or when SLURM requeued the job that started it,
+    else None; refuses to mix two runs in one directory."""
     results = run_dir / "results.json"
     if results.exists():
         raise FileExistsError(
             f"{results} exists: this run directory holds a finished run; choose another hydra.run.dir"
         )
     checkpoints = run_dir / "checkpoints"
-    if not cfg.get("resume"):
+    if slurm.continues_here(run_dir):  # SLURM requeued the job that started this run: continue it
+        if not (checkpoints / "last.ckpt").exists():
+            return None  # stopped before its first checkpoint: start again
+    elif not cfg.get("resume"):
         if checkpoints.is_dir() and any(checkpoints.iterdir()):
             raise FileExistsError(
                 f"{checkpoints} holds checkpoints of an earlier run; continue it with resume=true, "

@@ -7,6 +7,7 @@ by a start that is refused.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -16,6 +17,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from mpnn.training import slurm
 from mpnn.training.build import build, build_callbacks, build_loggers, build_trainer
 from mpnn.training.callbacks import Diverged, MetricHistory, Throughput
 from mpnn.training.reporting import close_loggers, write_results
@@ -24,12 +26,14 @@ from mpnn.training.wandb_offline import run_ids
 
 
 def record_start(cfg: DictConfig, run_dir: Path) -> None:
-    """config_resolved.yaml and Hydra's record of the start (.hydra/: config, hydra, overrides).
+    """config_resolved.yaml, the SLURM job (if any) and Hydra's record of the start (.hydra/: config, hydra,
+    overrides).
 
     Written here, once the start is accepted, rather than by Hydra before any check
     (hydra.output_subdir: null), so that a refused start changes nothing in the run directory.
     """
     (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    slurm.record_job(run_dir)
     if HydraConfig.initialized():
         hydra_dir, hydra_cfg = run_dir / ".hydra", HydraConfig.instance().cfg
         hydra_dir.mkdir(exist_ok=True)
@@ -45,6 +49,10 @@ def train(cfg: DictConfig, run_dir: Path, model_name: str | None = None) -> dict
     the model (e.g. "edge_net"), recorded in results.json. A run whose loss diverges writes
     results.json with "status": "diverged" and raises `Diverged`.
     """
+    finished = run_dir / "results.json"
+    if slurm.continues_here(run_dir) and finished.exists():  # requeued after it finished: nothing to do twice
+        print(f"SLURM requeued job {slurm.job_id()} after its run finished: {finished}", flush=True)
+        return json.loads(finished.read_text())
     resume_from = checkpoint_to_resume(cfg, run_dir)
     start = time.perf_counter()
     datamodule, module = build(cfg)
