@@ -290,3 +290,27 @@ def _setting(run: dict, config: DictConfig | None, ignore: tuple[str, ...] = ("s
     setting = {key: value for key, value in _definition(config).items() if key not in ignore}
     setting["trainer.max_epochs"] = OmegaConf.select(config, "trainer.max_epochs")
     return json.dumps(setting, sort_keys=True)
+
+
+def log_to_wandb(records: list[dict], charts: list[Path], where: Path, online: bool = False) -> Path:
+    """The comparison as one W&B run of the sweep (offline unless `online`), in `where`/wandb: the table
+    (`rows`), each run's error ratio and test MAE in the summary under its run directory's name, the charts.
+    Returns the run's folder."""
+    import wandb
+
+    run = wandb.init(
+        project="mpnn-qm9", job_type="compare", name=f"compare {where.name}", dir=str(where),
+        mode="online" if online else "offline", config={"runs": len(records)},
+    )  # fmt: skip
+    try:
+        columns = list(dict.fromkeys(key for record in records for key in record))
+        table = wandb.Table(columns=columns, data=[[record.get(key) for key in columns] for record in records])
+        run.log({"runs": table, **{chart.stem: wandb.Image(str(chart)) for chart in charts}})
+        for record in records:
+            name = Path(record["run_dir"]).name
+            run.summary[f"{name}/test_error_ratio"] = record["test_error_ratio"]
+            run.summary[f"{name}/test_mae"] = record["test_mae"]
+            run.summary[f"{name}/target"] = record["target"]
+        return Path(run.dir).parent
+    finally:
+        run.finish()

@@ -8,7 +8,8 @@ groups as mean ± standard deviation and as an ensemble, and draws error_ratios.
 learning_curves.png (--curves) and, for targets run at several training-set sizes
 (`data.train_size`), training_sizes.png (--sizes), with chemical accuracy as the reference line, and,
 when runs differ in numeric settings other than the seed (a search's hyperparameters),
-settings.png (--settings): validation error against each of them.
+settings.png (--settings): validation error against each of them. --wandb logs the table, the error
+ratios and the charts as one offline W&B run of the sweep (in <first dir>/wandb).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=Path, help="error against training size (default: training_sizes.png)")
     parser.add_argument("--settings", type=Path, help="error against differing settings (default: settings.png)")
     parser.add_argument("--csv", type=Path, help="the table, one row per run (default: runs.csv, as --out)")
+    parser.add_argument(
+        "--wandb", action="store_true", help="also log the table and charts as one offline W&B run of the sweep"
+    )
     args = parser.parse_args(argv)
     first = Path(args.paths[0])
     chart_dir = first if first.is_dir() else first.parent  # charts go next to the runs they show
@@ -69,6 +73,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"charts: {', '.join(map(str, charts))}")
     pd.DataFrame(rows(runs)).to_csv(csv, index=False)
     print(f"table: {csv}")
+    if args.wandb:
+        from mpnn.compare import log_to_wandb
+
+        print(f"W&B: {log_to_wandb(rows(runs), charts, chart_dir)} (upload with `wandb sync`)")
 
 
 if __name__ == "__main__":

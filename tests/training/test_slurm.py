@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mpnn.training.wandb_offline import run_ids
+from mpnn.training.wandb_offline import offline_summary, run_ids
 from tests.conftest import REPO
 
 # Small CPU jobs: 300 molecules (240 training, 8 batches), 12 epochs (time to interrupt them), one core each.
@@ -117,11 +117,16 @@ def test_a_sweep_runs_as_slurm_jobs_and_compares(uninterrupted):
         log = next(sweep.glob(f".submitit/{job_of(run_dir)}/*_log.out")).read_text()
         assert "[progress] epoch 12/12 end" in log  # progress lines reach the SLURM job's log
     assert results[0]["val_mae_per_epoch"] != results[1]["val_mae_per_epoch"]  # two seeds, two runs
+    env = dict(os.environ, WANDB_SILENT="true")
     compared = subprocess.run(
-        [sys.executable, "-m", "mpnn.cli.compare", str(sweep)], cwd=REPO, capture_output=True, text=True
-    )
+        [sys.executable, "-m", "mpnn.cli.compare", str(sweep), "--wandb"], cwd=REPO, env=env, capture_output=True,
+        text=True,
+    )  # fmt: skip
     assert compared.returncode == 0, compared.stderr
     assert all(f"{run['test_mae']:.4g}"[:4] in compared.stdout for run in results.values()), compared.stdout
+    summary = offline_summary(sweep / "wandb")  # one offline W&B run of the sweep, every run's error ratio in it
+    for seed, run in results.items():
+        assert summary[f"{seed}-mu-edge_net/test_error_ratio"] == pytest.approx(run["test_error_ratio"])
 
 
 @pytest.mark.slow

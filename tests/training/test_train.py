@@ -136,7 +136,7 @@ def test_slurm_launcher_asks_one_gpu_per_job():
     assert result.returncode == 0, result.stderr[-2000:]
     launcher = result.stdout.split("  launcher:")[1]
     assert "gpus_per_node: 1" in launcher and "tasks_per_node: 1" in launcher
-    assert "hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in launcher
+    assert "hydra_plugins.mpnn_launchers.slurm_launcher.SlurmLauncher" in launcher
 
 
 def test_submitit_local_sweep_runs_jobs_as_separate_processes(tmp_path, packed):
