@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import traceback
 from pathlib import Path
 
 import hydra
@@ -27,21 +26,6 @@ class RunRefused(CompactHydraException):
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float:
-    from mpnn.training import slurm
-
-    if slurm.job_id() is None or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return run(cfg)
-    # A SLURM job of a sweep: Hydra would catch a failure and the job would end COMPLETED with exit code
-    # 0; instead it fails for SLURM too, and the sweep reports the job's log.
-    try:
-        return run(cfg)
-    except Exception:
-        traceback.print_exc()
-        print(f"mpnn-train: SLURM job {slurm.job_id()} failed", file=sys.stderr, flush=True)
-        raise SystemExit(1) from None
-
-
-def run(cfg: DictConfig) -> float:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from mpnn.logs import quiet_logs
