@@ -8,9 +8,11 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from mpnn.cli import compose
 from mpnn.training.build import build
+from mpnn.training.reporting import member_dir
 from tests.conftest import DATA_ROOT, REPO, kill_after_first_checkpoint, run_script, train
 from tests.test_predict import as_xyz
 
@@ -42,16 +44,20 @@ class Trajectory(L.Callback):
             self.val_mae.append([float(metric.compute()) for metric in metrics])
 
 
-def fit(overrides: tuple[str, ...], root) -> Trajectory:
-    datamodule, module = build(compose_config(*overrides))
+def fit(overrides: tuple[str, ...], root, max_epochs: int = 2) -> tuple[Trajectory, L.LightningModule]:
+    cfg = compose_config(*overrides)
+    datamodule, module = build(cfg)
     trajectory = Trajectory()
+    # callbacks=early_stopping: a single run stops on Lightning's EarlyStopping, an ensemble's members inside the module
+    stopping = "early_stopping" in cfg.callbacks and not hasattr(module, "members")
     trainer = L.Trainer(
-        accelerator="cpu", precision="64-true", max_epochs=2, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, callbacks=[trajectory],
+        accelerator="cpu", precision="64-true", max_epochs=max_epochs, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        callbacks=[trajectory, *([instantiate(cfg.callbacks.early_stopping)] if stopping else [])],
         default_root_dir=str(root),
     )  # fmt: skip
     trainer.fit(module, datamodule=datamodule)
-    return trajectory
+    return trajectory, module
 
 
 @pytest.mark.parametrize("engine", ["loop", "stacked"])
@@ -60,10 +66,10 @@ def test_every_member_follows_the_single_run_of_its_seed(engine, tmp_path, packe
     # the linear decay from step 0 changes the learning rate at every step.
     settings = (*SMALL, "data.subset=150", "data.batch_size=10", "optim.gradient_clip_val=0.05",
                 "schedule.decay_start=0.0", "schedule.final_lr_factor=0.1")  # fmt: skip
-    ensemble = fit((*settings, "ensemble.size=2", f"ensemble.engine={engine}"), tmp_path / "ensemble")
+    ensemble, _ = fit((*settings, "ensemble.size=2", f"ensemble.engine={engine}"), tmp_path / "ensemble")
     assert len(ensemble.steps) >= 20 and len(ensemble.val_mae) == 2
     for k in range(2):
-        single = fit((*settings, f"seed={k}"), tmp_path / f"seed{k}")
+        single, _ = fit((*settings, f"seed={k}"), tmp_path / f"seed{k}")
         assert len(single.steps) == len(ensemble.steps)
         for step, (alone, together) in enumerate(zip(single.steps, ensemble.steps)):
             assert torch.allclose(alone[0], together[k], rtol=0, atol=1e-10), f"member {k} parts at step {step}"
@@ -76,6 +82,30 @@ def test_every_member_follows_the_single_run_of_its_seed(engine, tmp_path, packe
     batch = datamodule.batch(datamodule.split.train[:10], dtype=torch.float64)
     torch.nn.functional.mse_loss(member(batch), member.normalise(batch).double()).backward()
     assert torch.nn.utils.clip_grad_norm_(member.parameters(), float("inf")) > 0.1
+
+
+@pytest.mark.parametrize("engine", ["loop", "stacked"])
+def test_with_min_delta_every_member_stops_and_selects_as_the_single_run_of_its_seed(engine, tmp_path, packed):
+    """callbacks=early_stopping with min_delta > 0: member k trains, stops and keeps its best checkpoint at the
+    epochs where the single run with seed k (Lightning's EarlyStopping and ModelCheckpoint) does."""
+    settings = (*SMALL, "data.subset=150", "data.batch_size=10", "optim.gradient_clip_val=0.05",
+                "schedule.decay_start=0.0", "schedule.final_lr_factor=0.1", "callbacks=early_stopping",
+                "callbacks.early_stopping.patience=2", "callbacks.early_stopping.min_delta=0.002")  # fmt: skip
+    ensemble, module = fit((*settings, "ensemble.size=2", f"ensemble.engine={engine}"), tmp_path / "ensemble", 6)
+    epochs = []
+    for k in range(2):
+        single, _ = fit((*settings, f"seed={k}"), tmp_path / f"seed{k}", 6)
+        curve = [v[0] for v in single.val_mae]
+        np.testing.assert_allclose(module.val_history[k], curve, rtol=0, atol=1e-10)
+        for step, together in enumerate(ensemble.steps):  # the same steps, then member k's weights stand still
+            alone = single.steps[min(step, len(single.steps) - 1)][0]
+            assert torch.allclose(alone, together[k], rtol=0, atol=1e-10), f"member {k} at step {step}"
+        best = torch.load(member_dir(tmp_path / "ensemble", k) / "checkpoints" / "best.ckpt", weights_only=True)
+        assert best["epoch"] == int(np.argmin(curve)), f"member {k}'s best checkpoint"
+        epochs.append((len(curve), int(np.argmin(curve))))
+    # What makes the case: seed 0 stops after 3 of 6 epochs, its best checkpoint from an improvement smaller than
+    # min_delta (epoch 2: 0.8694 after 0.8709), while seed 1 trains on; min_delta = 0 would not stop seed 0 there.
+    assert epochs[0] == (3, 1) and epochs[1][0] == 6
 
 
 @pytest.mark.parametrize(
