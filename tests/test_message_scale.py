@@ -4,7 +4,8 @@ Two checks that failed on the code of 2026-12-04 (plain sum, `model.message.sum_
 with `sum_scale=auto` (docs/TRAINING.md has the measurements behind the thresholds):
 - at initialisation, on the committed real molecules, every paper experiment config and every
   message function keeps its messages within 10x the node states and leaves at most half of any
-  GRU gate's pre-activations saturated (plain sum: 85-96% saturated with the edge network);
+  GRU gate's pre-activations saturated (plain sum: 85-96% saturated with the edge network); the GG-NN
+  with virtual edges, which sums plainly as the paper does and learns so (SATURATED_YET_LEARNING), aside;
 - the default config learns on a few hundred real molecules within a fixed number of steps: the
   training loss falls well below its start (the mean predictor's ~1 on the standardised target)
   and the readout uses h_T. The limits hold with margins over three seeds (measured, below).
@@ -25,6 +26,16 @@ from tests.models.conftest import batches, fitted_spec
 PAPER_EXPERIMENTS = ("enn_s2s", "enn_s2s_implicit_h", "enn_s2s_reference", "ggnn_no_distance", "ggnn_virtual_edges",
                      "ggnn_master_node", "ggnn_set2set", "towers_baseline", "towers8")  # fmt: skip
 CONFIGS = [[f"experiment={e}"] for e in PAPER_EXPERIMENTS] + [[], ["model=ggnn"], ["model=pair_message"]]
+# Largest message / state ratio and saturated fraction of any gate allowed at initialisation.
+LIMITS = (10.0, 0.5)
+# The GG-NN rows without distances sum plainly, as the paper does (ggnn_no_distance.yaml). With virtual edges
+# (and the master node and set2set on top) their messages reach 17-18x the states at initialisation and 60-70%
+# of a gate saturates (seeds 0-2), yet they learn better than with the scale (docs/TRAINING.md, section 3: best
+# 1.03-1.09x the reference's against 1.12-1.15x, seeds 0-2). For these the learning guard is the judge; this
+# check only holds them near what was measured.
+SATURATED_YET_LEARNING = {
+    f"experiment={name}": (25.0, 0.85) for name in ("ggnn_virtual_edges", "ggnn_master_node", "ggnn_set2set")
+}
 
 
 def test_every_paper_experiment_is_checked():
@@ -44,9 +55,10 @@ def test_messages_stay_in_the_range_the_gru_can_use_at_init(overrides, sample):
     dense, _ = batches(sample, spec, rows=range(len(sample)))
     steps = propagation(model, [dataclasses.replace(dense, x=dense.x.float(), pos=dense.pos.float())])
     assert len(steps) == cfg.model.steps
+    largest_ratio, most_saturated = SATURATED_YET_LEARNING.get(" ".join(overrides), LIMITS)
     for step in steps:
-        assert step["message_to_state"] < 10, step
-        assert max(step["saturated_reset"], step["saturated_update"], step["saturated_candidate"]) <= 0.5, step
+        saturated = max(step["saturated_reset"], step["saturated_update"], step["saturated_candidate"])
+        assert step["message_to_state"] < largest_ratio and saturated <= most_saturated, step
 
 
 # name: (overrides, molecules, steps, most of the starting loss left, least loss ratio without / with h_T).
