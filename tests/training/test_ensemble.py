@@ -17,6 +17,10 @@ from tests.conftest import DATA_ROOT, REPO, kill_after_first_checkpoint, run_scr
 from tests.test_predict import as_xyz
 
 SMALL = ("model.hidden_dim=16", "model.steps=2", "model.readout.steps=2", "model.message.hidden_dim=16")
+# The member-equals-single-run tests: clipping at 0.05 binds on every step (checked below), so a norm over all
+# members would differ; the linear decay from step 0 changes the learning rate at every step.
+EXACT = (*SMALL, "data.subset=150", "data.batch_size=10", "optim.gradient_clip_val=0.05", "schedule.decay_start=0.0",
+         "schedule.final_lr_factor=0.1")  # fmt: skip
 
 
 def compose_config(*overrides: str):
@@ -62,10 +66,7 @@ def fit(overrides: tuple[str, ...], root, max_epochs: int = 2) -> tuple[Trajecto
 
 @pytest.mark.parametrize("engine", ["loop", "stacked"])
 def test_every_member_follows_the_single_run_of_its_seed(engine, tmp_path, packed):
-    # Clipping at 0.05 binds on every step (checked below), so a norm over all members would differ;
-    # the linear decay from step 0 changes the learning rate at every step.
-    settings = (*SMALL, "data.subset=150", "data.batch_size=10", "optim.gradient_clip_val=0.05",
-                "schedule.decay_start=0.0", "schedule.final_lr_factor=0.1")  # fmt: skip
+    settings = EXACT
     ensemble, _ = fit((*settings, "ensemble.size=2", f"ensemble.engine={engine}"), tmp_path / "ensemble")
     assert len(ensemble.steps) >= 20 and len(ensemble.val_mae) == 2
     for k in range(2):
@@ -88,9 +89,8 @@ def test_every_member_follows_the_single_run_of_its_seed(engine, tmp_path, packe
 def test_with_min_delta_every_member_stops_and_selects_as_the_single_run_of_its_seed(engine, tmp_path, packed):
     """callbacks=early_stopping with min_delta > 0: member k trains, stops and keeps its best checkpoint at the
     epochs where the single run with seed k (Lightning's EarlyStopping and ModelCheckpoint) does."""
-    settings = (*SMALL, "data.subset=150", "data.batch_size=10", "optim.gradient_clip_val=0.05",
-                "schedule.decay_start=0.0", "schedule.final_lr_factor=0.1", "callbacks=early_stopping",
-                "callbacks.early_stopping.patience=2", "callbacks.early_stopping.min_delta=0.002")  # fmt: skip
+    settings = (*EXACT, "callbacks=early_stopping", "callbacks.early_stopping.patience=2",
+                "callbacks.early_stopping.min_delta=0.002")  # fmt: skip
     ensemble, module = fit((*settings, "ensemble.size=2", f"ensemble.engine={engine}"), tmp_path / "ensemble", 6)
     epochs = []
     for k in range(2):
