@@ -19,6 +19,9 @@ import pytest
 from mpnn.training.wandb_offline import offline_summary, run_ids
 from tests.conftest import REPO
 
+# One SLURM per machine (fixed ports): under pytest-xdist these tests share one worker.
+pytestmark = pytest.mark.xdist_group("slurm")
+
 # Small CPU jobs: 300 molecules (240 training, 8 batches), 12 epochs (time to interrupt them), one core each.
 RUN = ["target=mu", "data.subset=300", "data.batch_size=32", "trainer.max_epochs=12", "trainer.accelerator=cpu"]
 JOB = [
