@@ -25,6 +25,7 @@ and enn_s2s with the plain sum (the stall that started the guard) is STALLED whi
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,18 +241,20 @@ def learning_table(result: dict) -> str:
 
 
 def draw_learning(result: dict, path: Path) -> None:
-    """Validation MAE per epoch, one line per config; the references black and dashed, the mean predictor grey."""
+    """Validation MAE per epoch, one line per config; the references black, each with its own dash pattern
+    (a table has up to five), the mean predictor grey."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     judged = verdicts(result)
+    dashes = itertools.cycle(["--", ":", "-.", (0, (6, 2, 1, 2, 1, 2)), (0, (1, 4))])
     fig, ax = plt.subplots(figsize=(7.6, 4.8))
     for label, run in result["runs"].items():
         epochs = np.arange(1, len(run["val_mae"]) + 1)
         if run["reference"] is None:
-            ax.plot(epochs, run["val_mae"], label=label, linestyle="--", linewidth=2, color="black", alpha=0.7)
+            ax.plot(epochs, run["val_mae"], label=label, linestyle=next(dashes), linewidth=2, color="black", alpha=0.7)
         else:
             status = judged[label].status
             name = label if status == "learns" else f"{label}: {status}"
