@@ -14,22 +14,31 @@ action=${1:?usage: slurm_local.sh start|stop [STATE_DIR]}
 state=${2:-/tmp/mpnn-slurm}
 conf="$state/slurm.conf"
 say() { echo "slurm_local.sh: $*" >&2; }
+# A killed daemon can stay a zombie until its parent (here PID 1) reaps it; kill -0 and pgrep count zombies.
+alive() { [[ -n "$1" && -r /proc/$1/stat ]] && [[ $(awk '{print $3}' "/proc/$1/stat") != Z ]]; }
+running() { local pid; for pid in $(pgrep -x "$1"); do alive "$pid" && { echo "$pid"; return 0; }; done; return 1; }
+pid_of() { [[ -f "$state/$1.pid" ]] && cat "$state/$1.pid"; }
 
 stop() {
     if [[ -f "$conf" ]]; then  # its jobs first, so that no job step outlives the daemons
         SLURM_CONF="$conf" scancel --user="$(id -un)" 2>/dev/null || true
         sleep 1
     fi
-    for daemon in slurmd slurmctld; do
+    # slurmd, slurmctld, then munged: only a munged this script started (its pid file)
+    for daemon in slurmd slurmctld munged; do
         if [[ -f "$state/$daemon.pid" ]]; then
-            kill "$(cat "$state/$daemon.pid")" 2>/dev/null || true
+            stop_daemon "$daemon" "$(cat "$state/$daemon.pid")"
             rm -f "$state/$daemon.pid"
         fi
     done
-    if [[ -f "$state/munged.pid" ]]; then  # only a munged this script started
-        kill "$(cat "$state/munged.pid")" 2>/dev/null || true
-        rm -f "$state/munged.pid"
-    fi
+}
+
+stop_daemon() {  # gone before stop returns, so that a start right after it finds none of its daemons running
+    local daemon=$1 pid=$2
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 300); do alive "$pid" || return 0; sleep 0.1; done
+    say "$daemon (pid $pid) did not stop in 30 s"
+    exit 1
 }
 
 start() {
@@ -40,7 +49,7 @@ start() {
     [[ -r /etc/munge/munge.key ]] || { say "/etc/munge/munge.key is missing: reinstall munge"; exit 1; }
     mkdir -p "$state/spool" "$state/ctld" /run/munge
     chown munge:munge /run/munge
-    if ! pgrep -x munged >/dev/null; then
+    if ! running munged >/dev/null; then
         # munged runs as the munge user, which may not enter STATE_DIR: its pid file goes to /run/munge.
         su -s /bin/sh munge -c "munged --pid-file=/run/munge/munged.pid" || { say "munged did not start"; exit 1; }
         cp /run/munge/munged.pid "$state/munged.pid"
@@ -73,14 +82,15 @@ NodeName=$host CPUs=$cpus RealMemory=$memory State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
     export SLURM_CONF="$conf"
+    local other
     for daemon in slurmctld slurmd; do  # one of another SLURM would hold the ports
-        if pgrep -x "$daemon" >/dev/null && ! { [[ -f "$state/$daemon.pid" ]] && kill -0 "$(cat "$state/$daemon.pid")" 2>/dev/null; }; then
-            say "another $daemon is running (pid $(pgrep -x "$daemon" | head -1)): stop it first"
+        if other=$(running "$daemon") && ! alive "$(pid_of "$daemon")"; then
+            say "another $daemon is running (pid $other): stop it first"
             exit 1
         fi
     done
-    [[ -f "$state/slurmctld.pid" ]] && kill -0 "$(cat "$state/slurmctld.pid")" 2>/dev/null || slurmctld
-    [[ -f "$state/slurmd.pid" ]] && kill -0 "$(cat "$state/slurmd.pid")" 2>/dev/null || slurmd
+    alive "$(pid_of slurmctld)" || slurmctld
+    alive "$(pid_of slurmd)" || slurmd
     for _ in $(seq 60); do
         if sinfo -h -o %T 2>/dev/null | grep -q idle; then
             echo "export SLURM_CONF=$conf"

@@ -30,9 +30,11 @@ JOB = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def slurm(tmp_path_factory):
-    """A running one-node SLURM; SLURM_CONF set for this process and its children."""
+    """A running one-node SLURM; SLURM_CONF set for this process and its children. Session-wide: under
+    pytest-xdist other modules' tests can run between these on their worker, and a module fixture would stop
+    and restart SLURM each time."""
     state = tmp_path_factory.mktemp("slurm")
     script = REPO / "scripts" / "slurm_local.sh"
     started = subprocess.run(["bash", str(script), "start", str(state)], capture_output=True, text=True)
