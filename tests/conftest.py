@@ -11,6 +11,15 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist each worker gets its share of the cores. Left alone, torch in every worker and in every
+# process a test starts (train.py, eight concurrent runs, SLURM jobs) runs one thread per core, and spinning
+# OpenMP threads then wait on each other: two diagnose tests side by side took ggnn's 35 s against 14 s with
+# one thread each (2 cores, 2026-12-06). Subprocesses inherit the variables.
+if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, threads)
+
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = REPO / "data"
 # PyG's models at the sizes their papers used take minutes per CPU epoch; end-to-end tests run small ones.
