@@ -20,6 +20,18 @@ if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, threads)
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under `--dist loadgroup` pytest-xdist (3.8) keeps each `xdist_group` on one worker by renaming its tests
+    `<id>@<group>`; pytest 9 ignores the rename, the SLURM tests ran on both workers and the second SLURM
+    refused to start (CI, 2026-12-06). Say so before anything runs (pyproject.toml pins pytest<9)."""
+    if config.getoption("dist", "no") == "loadgroup" and int(pytest.__version__.split(".")[0]) >= 9:
+        raise pytest.UsageError(
+            f"--dist loadgroup needs pytest<9 (this is {pytest.__version__}): pytest-xdist's groups are ignored "
+            "by pytest 9 and the SLURM tests would start two SLURMs; pip install -e '.[dev]' installs pytest<9"
+        )
+
+
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = REPO / "data"
 # PyG's models at the sizes their papers used take minutes per CPU epoch; end-to-end tests run small ones.
