@@ -125,12 +125,15 @@ def test_a_diverging_run_fails_the_command(tmp_path, packed):
 
 
 @pytest.mark.benchmark
-def test_the_plain_sum_stall_is_caught_at_the_default_budget(packed):
+def test_the_plain_sum_stall_is_caught_at_the_default_budget(packed, tmp_path):
     """enn_s2s with the plain sum (the stall of 2026-12-04) is STALLED; enn_s2s as shipped learns."""
     stalled = run_script(
         "scripts/benchmark.py", "--learning", "--device", "cpu", "--configs", "enn_s2s", "model.message.sum_scale=1.0",
-        timeout=3600,
+        "--out", str(tmp_path / "plain_sum.png"), timeout=3600,
     )  # fmt: skip
     assert stalled.returncode == 1 and "enn_s2s STALLED" in stalled.stdout.splitlines()[-1], stalled.stdout[-3000:]
-    shipped = run_script("scripts/benchmark.py", "--learning", "--device", "cpu", "--configs", "enn_s2s", timeout=3600)
+    shipped = run_script(
+        "scripts/benchmark.py", "--learning", "--device", "cpu", "--configs", "enn_s2s",
+        "--out", str(tmp_path / "shipped.png"), timeout=3600,
+    )  # fmt: skip
     assert shipped.returncode == 0, shipped.stdout[-3000:]
