@@ -49,6 +49,43 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _positive(value: object) -> float | None:
+    """value as a finite positive float, or None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number < float("inf") else None
+
+
+def resolve_sum_scale(sum_scale: float | str, mean_neighbours: float | None) -> float:
+    """The constant that summed messages are multiplied by: a positive number as given, `auto` for 1 / the
+    training split's mean neighbour count, or `auto*F` for F times that (a factor carries over to graphs
+    of other sizes, where a number fitted on one graph would not)."""
+    if isinstance(sum_scale, str) and (sum_scale == "auto" or sum_scale.startswith("auto*")):
+        factor = 1.0 if sum_scale == "auto" else _positive(sum_scale.removeprefix("auto*"))
+        if factor is None:
+            raise ValueError(
+                f"model.message.sum_scale={sum_scale}: after auto* give one positive number, e.g. auto*0.5"
+            )
+        if not mean_neighbours:
+            raise ValueError(
+                f"model.message.sum_scale={sum_scale} divides the sum by the training split's mean neighbour count, "
+                "which this model was not given (DataSpec.mean_neighbours, fitted by QM9DataModule.setup); "
+                "give a positive number instead (1.0: the plain sum)"
+            )
+        return factor / mean_neighbours
+    scale = None if isinstance(sum_scale, str) else _positive(sum_scale)
+    if scale is None:
+        raise ValueError(
+            f"model.message.sum_scale={sum_scale!r} must be a positive number (1.0: the plain sum), auto "
+            "(1 / the mean neighbour count) or auto*F (F times that, e.g. auto*0.5)"
+        )
+    return scale
+
+
 class Message(MessagePassing):
     """Base class: aggregation over incoming edges ("sum" or "mean") and the prepare/step protocol."""
 
@@ -57,19 +94,10 @@ class Message(MessagePassing):
     def __init__(self, aggregation: str = "sum", sum_scale: float | str = 1.0, mean_neighbours: float | None = None):
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"unknown message aggregation {aggregation!r}; valid: {', '.join(AGGREGATIONS)}")
-        if sum_scale == "auto":
-            if not mean_neighbours:
-                raise ValueError(
-                    "model.message.sum_scale=auto divides the sum by the training split's mean neighbour count, "
-                    "which this model was not given (DataSpec.mean_neighbours, fitted by QM9DataModule.setup); "
-                    "give a positive number instead (1.0: the plain sum)"
-                )
-            sum_scale = 1.0 / mean_neighbours
-        if isinstance(sum_scale, bool) or not isinstance(sum_scale, (int, float)) or not sum_scale > 0:
-            raise ValueError(f"model.message.sum_scale={sum_scale!r} must be a positive number or auto")
+        sum_scale = resolve_sum_scale(sum_scale, mean_neighbours)
         super().__init__(aggr=AGGREGATIONS[aggregation])
         self.aggregation = aggregation
-        self.sum_scale = float(sum_scale)
+        self.sum_scale = sum_scale
 
     def prepare(self, edges: EdgeInputs | SparseEdges) -> dict:
         raise NotImplementedError

@@ -76,3 +76,46 @@ def test_edge_network_with_sum_equals_pyg_nnconv(sample):
 def test_unknown_aggregation_is_rejected():
     with pytest.raises(ValueError, match="valid: sum, mean"):
         PairMessage(8, edge_dim=5, aggregation="max")
+
+
+@pytest.mark.parametrize(
+    "sum_scale, expected",
+    [(1.0, 1.0), (2, 2.0), ("auto", 1 / 17.5), ("auto*0.5", 0.5 / 17.5), ("auto*2", 2 / 17.5)],
+)
+def test_sum_scale_is_a_number_auto_or_a_factor_of_auto(sum_scale, expected):
+    message = PairMessage(8, edge_dim=5, sum_scale=sum_scale, mean_neighbours=17.5)
+    assert message.sum_scale == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_factor_of_auto_scales_the_summed_messages(sample):
+    """auto*0.5 halves what auto gives on the same graph and weights (the factor reaches the output)."""
+    spec = DataSpec(edges="raw_distance")
+    _, sparse = batches(sample, spec)
+    h = torch.randn(sparse.num_nodes, 8, dtype=torch.double)
+    outputs = []
+    for sum_scale in ("auto", "auto*0.5"):
+        torch.manual_seed(0)
+        message = EdgeNetworkMessage(8, spec.edge_dim, hidden_dim=16, sum_scale=sum_scale, mean_neighbours=7.0)
+        outputs.append(message.double()(h, sparse.edge_index, sparse.edge_attr))
+    torch.testing.assert_close(outputs[1], outputs[0] * 0.5, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "sum_scale, mean_neighbours, message",
+    [
+        ("auto*", 17.5, "after auto\\* give one positive number"),
+        ("auto*-1", 17.5, "after auto\\* give one positive number"),
+        ("auto*x", 17.5, "after auto\\* give one positive number"),
+        ("auto*0.5*2", 17.5, "after auto\\* give one positive number"),
+        ("auto*nan", 17.5, "after auto\\* give one positive number"),
+        ("auto*0.5", None, "was not given"),
+        ("autox", 17.5, "must be a positive number .* auto\\*F"),
+        ("0.5", 17.5, "must be a positive number"),
+        (0.0, 17.5, "must be a positive number"),
+        (float("inf"), 17.5, "must be a positive number"),
+        (True, 17.5, "must be a positive number"),
+    ],
+)
+def test_a_bad_sum_scale_is_rejected_with_what_is_valid(sum_scale, mean_neighbours, message):
+    with pytest.raises(ValueError, match=message):
+        PairMessage(8, edge_dim=5, sum_scale=sum_scale, mean_neighbours=mean_neighbours)
